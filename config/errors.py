@@ -11,7 +11,8 @@ class DependencyUnavailable(ConfigurationError):
     def __init__(self, service: str, variable: str, url: str, cause: BaseException) -> None:
         self.service = service
         self.variable = variable
+        reason = " ".join(str(cause).split())  # drivers put hints on extra lines; keep one line
         super().__init__(
-            f"{service} is not reachable at {url} ({type(cause).__name__}: {cause}); "
+            f"{service} is not reachable at {url} ({type(cause).__name__}: {reason}); "
             f"start it or set {variable}"
         )

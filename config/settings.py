@@ -6,6 +6,7 @@ Secrets are `SecretStr` so they never show up in a repr, a log line or a traceba
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -57,6 +58,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     media_dir: str = "var/media"
     log_level: str = "INFO"
+    # Ingress: how long a webhook may wait for RabbitMQ's publisher confirm before it answers 503.
+    publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Ingress: pause between reconnect attempts after the broker connection drops.
+    rabbitmq_reconnect_interval_seconds: float = Field(default=1.0, gt=0)
+    # Ingress: per-dependency budget of /readyz.
+    readiness_timeout_seconds: float = Field(default=1.0, gt=0)
+    # Ingress: deepest JSON nesting accepted in a webhook body (Meta and Stripe stay under 15).
+    max_json_depth: int = Field(default=128, ge=16, le=1000)
 
     @field_validator("whatsapp_app_secret", "stripe_webhook_secret", mode="before")
     @classmethod
@@ -68,6 +77,14 @@ class Settings(BaseSettings):
     def _not_empty(cls, value: list[SecretStr]) -> list[SecretStr]:
         if not value:
             raise ValueError("at least one secret is required")
+        return value
+
+    @field_validator("database_app_role")
+    @classmethod
+    def _role_identifier(cls, value: str) -> str:
+        # It is spliced into DDL (roles cannot be bound parameters), so only plain identifiers.
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError("DATABASE_APP_ROLE must be a lower-case SQL identifier")
         return value
 
     @field_validator("database_url")

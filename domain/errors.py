@@ -50,6 +50,9 @@ class GraphErrorInfo:
     title: str
     http_status: int | None = None
     details: str | None = None
+    subcode: int | None = None
+    error_type: str | None = None
+    fbtrace_id: str | None = None  # what Meta support asks for when a failure needs explaining
 
 
 def classify_graph_error(http_status: int | None, code: int | None) -> ErrorKind:
@@ -94,3 +97,39 @@ def graph_error(info: GraphErrorInfo) -> GraphApiError:
     if classify_graph_error(info.http_status, info.code) is ErrorKind.TRANSIENT:
         return GraphApiTransient(info)
     return GraphApiPermanent(info)
+
+
+class GraphAmbiguousOutcome(FleetError):
+    """A send whose request may have reached Meta but whose answer never arrived.
+
+    Neither transient nor permanent on purpose: Meta may already have delivered the message, so
+    sending again risks a duplicate. Record it and reconcile (a status webhook carrying the wamid,
+    or an operator) instead of retrying.
+    """
+
+    def __init__(self, detail: str, phone_number_id: str | None = None) -> None:
+        self.detail = detail
+        self.phone_number_id = phone_number_id
+        super().__init__(f"outcome unknown for a send from {phone_number_id or '?'}: {detail}")
+
+
+class CircuitOpen(FleetError):
+    """Calls are not being attempted because a circuit breaker is open.
+
+    Not a failure of the work itself: defer it by `retry_after_seconds` rather than counting an
+    attempt or dead-lettering it.
+    """
+
+    def __init__(self, scope: str, retry_after_seconds: float) -> None:
+        self.scope = scope
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(f"circuit {scope!r} is open; retry in {retry_after_seconds:.1f}s")
+
+
+class PacingDeferred(FleetError):
+    """No send token within the time a worker may wait for one: re-enqueue with this delay."""
+
+    def __init__(self, retry_after_seconds: float, reason: str = "throughput") -> None:
+        self.retry_after_seconds = retry_after_seconds
+        self.reason = reason
+        super().__init__(f"paced ({reason}); retry in {retry_after_seconds:.2f}s")

@@ -1,0 +1,383 @@
+"""The shared schema, as SQLAlchemy Core tables. Alembic migrations own the database; these
+definitions must match them (a test compares the two).
+
+Every tenant table carries `organization_id` and is protected by row-level security (see
+`db/rls.py`). Column names listed in DESIGN.md "Contracts" are read by the web app: keep them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _id() -> Column[object]:
+    return Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
+
+
+def _org(nullable: bool = False) -> Column[object]:
+    return Column(
+        "organization_id",
+        UUID(as_uuid=True),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=nullable,
+        index=True,
+    )
+
+
+def _timestamps() -> list[Column[object]]:
+    return [
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column(
+            "updated_at",
+            DateTime(timezone=True),
+            nullable=False,
+            server_default=func.now(),
+            onupdate=func.now(),
+        ),
+    ]
+
+
+organizations = Table(
+    "organizations",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False),
+    Column("plan", Text, nullable=False, server_default="free"),
+    Column("subscription_status", Text),
+    Column("stripe_customer_id", Text, unique=True),
+    Column("stripe_subscription_id", Text),
+    Column("stripe_price_id", Text),
+    Column("cancel_at_period_end", Boolean, nullable=False, server_default=text("false")),
+    Column("trial_end", DateTime(timezone=True)),
+    Column("current_period_end", DateTime(timezone=True)),
+    # Stripe delivers out of order: the `created` of the last event applied, per organization.
+    Column("billing_event_at", DateTime(timezone=True)),
+    *_timestamps(),
+)
+
+whatsapp_numbers = Table(
+    "whatsapp_numbers",
+    metadata,
+    _id(),
+    _org(),
+    Column("phone_number_id", Text, nullable=False, unique=True),
+    Column("display_phone_number", Text, nullable=False),
+    Column("waba_id", Text),
+    Column("access_token", Text),
+    Column("mps", Integer, nullable=False, server_default=text("80")),
+    CheckConstraint("mps > 0", name="mps_positive"),
+    *_timestamps(),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    _id(),
+    _org(),
+    Column("email", Text, nullable=False),
+    Column("full_name", Text),
+    Column("role", Text, nullable=False, server_default="agent"),
+    UniqueConstraint("organization_id", "email"),
+    *_timestamps(),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    _id(),
+    _org(),
+    Column("wa_id", Text, nullable=False),
+    Column("phone", Text),
+    Column("profile_name", Text),
+    Column("last_inbound_at", DateTime(timezone=True)),
+    Column("opted_out", Boolean, nullable=False, server_default=text("false")),
+    # Set when the customer changed number: the contact that now carries the conversation.
+    Column("replaced_by_contact_id", UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="SET NULL")),
+    UniqueConstraint("organization_id", "wa_id"),
+    Index("ix_contacts_organization_id_phone", "organization_id", "phone"),
+    *_timestamps(),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    _id(),
+    _org(),
+    Column("contact_id", UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("status", Text, nullable=False, server_default="open"),
+    Column("assigned_to", UUID(as_uuid=True), ForeignKey("profiles.id", ondelete="SET NULL")),
+    Column("last_message_at", DateTime(timezone=True)),
+    Column("unread_count", Integer, nullable=False, server_default=text("0")),
+    CheckConstraint("status in ('open', 'pending', 'resolved')", name="status_known"),
+    Index(
+        "ix_conversations_org_status_last_message",
+        "organization_id",
+        "status",
+        text("last_message_at DESC"),
+    ),
+    # At most one open conversation per contact, so concurrent inbound messages cannot open two.
+    Index(
+        "uq_conversations_one_open_per_contact",
+        "contact_id",
+        unique=True,
+        postgresql_where=text("status <> 'resolved'"),
+    ),
+    *_timestamps(),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    _id(),
+    _org(),
+    Column("conversation_id", UUID(as_uuid=True), ForeignKey("conversations.id", ondelete="CASCADE")),
+    Column("contact_id", UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="CASCADE")),
+    Column("phone_number_id", Text),
+    Column("wamid", Text, unique=True),
+    Column("direction", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("text", Text),
+    Column("context_wamid", Text),
+    Column("status", Text, nullable=False),
+    Column("error_code", Integer),
+    Column("error_title", Text),
+    Column("error_details", Text),
+    Column("raw", JSONB),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("idempotency_key", Text),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("read_at", DateTime(timezone=True)),
+    Column("failed_at", DateTime(timezone=True)),
+    Column("received_at", DateTime(timezone=True)),
+    CheckConstraint("direction in ('inbound', 'outbound')", name="direction_known"),
+    CheckConstraint(
+        "status in ('received', 'queued', 'sending', 'sent', 'delivered', 'read', 'failed', 'ambiguous')",
+        name="status_known",
+    ),
+    Index("ix_messages_conversation_created", "conversation_id", text("created_at DESC")),
+    Index(
+        "uq_messages_org_idempotency_key",
+        "organization_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+    *_timestamps(),
+)
+
+message_status_events = Table(
+    "message_status_events",
+    metadata,
+    _id(),
+    _org(),
+    Column("message_id", UUID(as_uuid=True), ForeignKey("messages.id", ondelete="CASCADE")),
+    Column("wamid", Text, nullable=False, index=True),
+    Column("status", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True)),
+    Column("recipient_id", Text),
+    Column("errors", JSONB),
+    Column("conversation", JSONB),
+    Column("pricing", JSONB),
+    Column("raw", JSONB, nullable=False),
+    # False while the message it names is not known yet; applied when that message row appears.
+    Column("applied", Boolean, nullable=False, server_default=text("false")),
+    UniqueConstraint("wamid", "status", "occurred_at"),
+    *_timestamps(),
+)
+
+media = Table(
+    "media",
+    metadata,
+    _id(),
+    _org(),
+    Column("message_id", UUID(as_uuid=True), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("media_id", Text, nullable=False),
+    Column("mime_type", Text),
+    Column("sha256", Text),
+    Column("file_size", BigInteger),
+    Column("storage_key", Text),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    UniqueConstraint("organization_id", "media_id"),
+    *_timestamps(),
+)
+
+message_templates = Table(
+    "message_templates",
+    metadata,
+    _id(),
+    _org(),
+    Column("waba_id", Text, nullable=False),
+    Column("template_id", Text),
+    Column("name", Text, nullable=False),
+    Column("language", Text, nullable=False),
+    Column("category", Text),
+    Column("status", Text, nullable=False),
+    Column("components", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("synced_at", DateTime(timezone=True)),
+    UniqueConstraint("organization_id", "name", "language"),
+    *_timestamps(),
+)
+
+bulk_jobs = Table(
+    "bulk_jobs",
+    metadata,
+    _id(),
+    _org(),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("phone_number_id", Text),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("total", Integer, nullable=False, server_default=text("0")),
+    Column("succeeded", Integer, nullable=False, server_default=text("0")),
+    Column("failed", Integer, nullable=False, server_default=text("0")),
+    Column("idempotency_key", Text),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    *_timestamps(),
+)
+
+bulk_job_items = Table(
+    "bulk_job_items",
+    metadata,
+    _id(),
+    _org(),
+    Column("bulk_job_id", UUID(as_uuid=True), ForeignKey("bulk_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("message_id", UUID(as_uuid=True), ForeignKey("messages.id", ondelete="SET NULL")),
+    Column("error", Text),
+    UniqueConstraint("bulk_job_id", "seq"),
+    *_timestamps(),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    _org(),
+    Column("name", Text, nullable=False),
+    Column("prefix", Text, nullable=False),
+    Column("key_hash", Text, nullable=False, unique=True),
+    Column("scopes", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    *_timestamps(),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    _id(),
+    _org(nullable=True),
+    Column("source", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("event_type", Text),
+    Column("event_created_at", DateTime(timezone=True)),
+    Column("received_at", DateTime(timezone=True)),
+    Column("processed_at", DateTime(timezone=True)),
+    Column("outcome", Text),
+    Column("payload", JSONB),
+    UniqueConstraint("source", "event_id"),
+    *_timestamps(),
+)
+
+event_store = Table(
+    "event_store",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    _org(),
+    Column("aggregate_type", Text, nullable=False),
+    Column("aggregate_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_event_store_org_aggregate", "organization_id", "aggregate_type", "aggregate_id"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    _id(),
+    _org(nullable=True),
+    Column("queue", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("message_id", Text, nullable=False, unique=True),
+    Column("args", JSONB, nullable=False),
+    Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("options", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("error", Text, nullable=False),
+    Column("traceback", Text),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("status", Text, nullable=False, server_default="dead"),
+    Column("first_failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("retried_at", DateTime(timezone=True)),
+    Index("ix_dead_letters_status_last_failed", "status", "last_failed_at"),
+    *_timestamps(),
+)
+
+# Follow-up jobs written in the same transaction as the rows they concern, so a committed row is
+# always eventually enqueued; the unit of work publishes them after commit and the scheduler sweeps
+# whatever a crash left behind.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    _org(nullable=True),
+    Column("queue", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("args", JSONB, nullable=False),
+    Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("delay_ms", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+)
+
+# Counted per organization and month, for plan quotas.
+usage_counters = Table(
+    "usage_counters",
+    metadata,
+    _org(),
+    Column("period", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("value", BigInteger, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("organization_id", "period", "metric"),
+)
+
+TENANT_TABLES: tuple[str, ...] = tuple(
+    name for name, table in metadata.tables.items() if "organization_id" in table.c
+)

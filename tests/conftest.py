@@ -1,0 +1,66 @@
+"""Shared fixtures: a database and a RabbitMQ vhost of this test run's own, on the real services.
+
+The environment variables are set for the whole session, so processes the tests start (workers,
+the ingress) use the same isolated database and vhost.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from config import Settings, get_settings
+from db import admin
+from db.engine import create_db_engine
+from tests.support.services import rabbitmq_vhost
+
+BASE_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp")
+BASE_RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def database_url_for(name: str) -> str:
+    base, _, _ = BASE_DATABASE_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    """Settings pointing at a fresh, migrated database and a fresh vhost; dropped afterwards."""
+    db_url = database_url_for(f"adsapp_test_{uuid.uuid4().hex[:10]}")
+    with rabbitmq_vhost(BASE_RABBITMQ_URL) as amqp_url:
+        saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "RABBITMQ_URL")}
+        os.environ["DATABASE_URL"] = db_url
+        os.environ["RABBITMQ_URL"] = amqp_url
+        get_settings.cache_clear()
+        current = get_settings()
+        admin.upgrade(current)
+        try:
+            yield current
+        finally:
+            admin.drop_database(current)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    """Connections acting as the application role: row-level security applies."""
+    eng = create_db_engine(settings, pool_size=4)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def owner_engine(settings: Settings) -> Iterator[Engine]:
+    """Connections as DATABASE_URL's own user (the table owner), for catalog checks only."""
+    eng = create_db_engine(settings, pool_size=2, as_app_role=False)
+    yield eng
+    eng.dispose()

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db import tables as t
+from db.repos.organizations import create_organization
+from db.uow import UnitOfWork, UnitOfWorkError
+from domain.ports import Job
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingPublisher:
+    def __init__(self, fail: bool = False) -> None:
+        self.jobs: list[Job] = []
+        self.fail = fail
+
+    def publish(self, job: Job) -> None:
+        if self.fail:
+            raise ConnectionError("broker down")
+        self.jobs.append(job)
+
+
+def _org_exists(engine: Engine, org: uuid.UUID) -> bool:
+    with UnitOfWork(engine, system=True) as uow:
+        return (
+            uow.conn.execute(sa.select(t.organizations.c.id).where(t.organizations.c.id == org)).first()
+            is not None
+        )
+
+
+def test_rolls_back_on_exception(engine: Engine) -> None:
+    org = uuid.uuid4()
+    with pytest.raises(RuntimeError), UnitOfWork(engine, system=True) as uow:
+        create_organization(uow.conn, "doomed", org)
+        raise RuntimeError("handler failed")
+    assert not _org_exists(engine, org)
+
+
+def test_rolls_back_unless_committed(engine: Engine) -> None:
+    org = uuid.uuid4()
+    with UnitOfWork(engine, system=True) as uow:
+        create_organization(uow.conn, "forgotten", org)
+    assert not _org_exists(engine, org)
+
+
+def test_commits_once(engine: Engine) -> None:
+    org = uuid.uuid4()
+    with UnitOfWork(engine, system=True) as uow:
+        create_organization(uow.conn, "kept", org)
+        uow.commit()
+        with pytest.raises(UnitOfWorkError):
+            uow.commit()
+    assert _org_exists(engine, org)
+
+
+def test_scope_is_one_tenant_or_system() -> None:
+    with pytest.raises(UnitOfWorkError):
+        UnitOfWork(sa.create_engine("postgresql+psycopg://x@127.0.0.1/x"))
+    with pytest.raises(UnitOfWorkError):
+        UnitOfWork(
+            sa.create_engine("postgresql+psycopg://x@127.0.0.1/x"), organization_id=uuid.uuid4(), system=True
+        )
+
+
+def test_jobs_are_published_only_after_commit(engine: Engine) -> None:
+    publisher = RecordingPublisher()
+    job = Job("media", "fetch_media", ("published-after-commit",))
+    with UnitOfWork(engine, system=True, publisher=publisher) as uow:
+        uow.enqueue(job)
+        assert publisher.jobs == []
+        uow.commit()
+    assert publisher.jobs == [job]
+    with UnitOfWork(engine, system=True) as uow:
+        assert (
+            uow.conn.execute(
+                sa.select(sa.func.count())
+                .select_from(t.outbox)
+                .where(t.outbox.c.args[0].astext == "published-after-commit")
+            ).scalar_one()
+            == 0
+        )
+
+
+def test_jobs_of_a_rolled_back_unit_are_never_published(engine: Engine) -> None:
+    publisher = RecordingPublisher()
+    with UnitOfWork(engine, system=True, publisher=publisher) as uow:
+        uow.enqueue(Job("media", "fetch_media", ("never",)))
+    assert publisher.jobs == []
+    with UnitOfWork(engine, system=True) as uow:
+        assert (
+            uow.conn.execute(
+                sa.select(sa.func.count()).select_from(t.outbox).where(t.outbox.c.args[0].astext == "never")
+            ).scalar_one()
+            == 0
+        )
+
+
+def test_a_failed_publish_leaves_the_job_in_the_outbox(engine: Engine) -> None:
+    with (
+        pytest.raises(ConnectionError),
+        UnitOfWork(engine, system=True, publisher=RecordingPublisher(fail=True)) as uow,
+    ):
+        uow.enqueue(Job("media", "fetch_media", ("kept-for-sweep",)))
+        uow.commit()
+    with UnitOfWork(engine, system=True) as uow:
+        count = uow.conn.execute(
+            sa.select(sa.func.count())
+            .select_from(t.outbox)
+            .where(t.outbox.c.args[0].astext == "kept-for-sweep")
+        ).scalar_one()
+        uow.conn.execute(sa.delete(t.outbox).where(t.outbox.c.args[0].astext == "kept-for-sweep"))
+        uow.commit()
+    assert count == 1

@@ -1,0 +1,1 @@
+"""Actor modules. Import order does not matter; the broker is set before this package loads."""

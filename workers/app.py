@@ -1,0 +1,15 @@
+"""The worker entry module: `dramatiq workers.app --queues ...`.
+
+It sets the broker first, then imports every actor module so that all actors are registered.
+"""
+
+from __future__ import annotations
+
+from config import get_settings
+from config.logging import configure_logging
+from workers.broker import setup_broker
+
+configure_logging(get_settings().log_level)
+broker = setup_broker()
+
+from workers import actors  # noqa: E402,F401  (registers every actor on the broker set above)

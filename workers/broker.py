@@ -1,0 +1,52 @@
+"""The Dramatiq broker: RabbitMQ with publisher confirms, bounded retries, dead-letter rows.
+
+`setup_broker()` must run before any actor module is imported (actors bind to the global broker
+at import; otherwise Dramatiq silently builds a default localhost one).
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from config import Settings, get_settings
+from workers.deadletters import DeadLetterRecorder
+from workers.resources import ResourcesMiddleware
+
+# Retried and delayed messages sit unacked in worker memory until due; RabbitMQ's consumer timeout
+# (30 min by default) would requeue them and start a poison loop, so waits stay well below it.
+MIN_BACKOFF_MS = 1_000
+MAX_BACKOFF_MS = 10 * 60 * 1_000
+MAX_RETRIES = 12
+TIME_LIMIT_MS = 5 * 60 * 1_000
+
+
+def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
+    settings = settings or get_settings()
+    middleware = [
+        AgeLimit(),
+        TimeLimit(time_limit=TIME_LIMIT_MS),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        CurrentMessage(),
+        Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
+        DeadLetterRecorder(),
+        ResourcesMiddleware(),
+    ]
+    return RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=middleware)
+
+
+def setup_broker(settings: Settings | None = None) -> RabbitmqBroker:
+    broker = build_broker(settings)
+    dramatiq.set_broker(broker)
+    return broker

@@ -1,0 +1,67 @@
+"""Per-process resources (engine, Redis, publishers), made once at worker boot, never at import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.middleware import Middleware
+from sqlalchemy.engine import Engine
+
+from config import Settings, get_settings
+from db.engine import create_db_engine
+from workers.publisher import BrokerJobPublisher
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: Engine
+    redis: redis.Redis
+    jobs: BrokerJobPublisher
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.redis.close()
+
+
+_current: Resources | None = None
+
+
+def build(broker: dramatiq.Broker, settings: Settings | None = None) -> Resources:
+    settings = settings or get_settings()
+    return Resources(
+        settings=settings,
+        engine=create_db_engine(settings),
+        redis=redis.Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30),
+        jobs=BrokerJobPublisher(broker),
+    )
+
+
+def current() -> Resources:
+    """The resources of this worker process; actors call this at run time."""
+    if _current is None:
+        raise RuntimeError("worker resources are not initialised (is ResourcesMiddleware installed?)")
+    return _current
+
+
+def install(resources: Resources | None) -> None:
+    """Set (or clear) the process's resources; tests call this for in-process workers."""
+    global _current
+    _current = resources
+
+
+class ResourcesMiddleware(Middleware):
+    """Builds the resources when a worker process boots and closes them when it shuts down."""
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        if _current is None:
+            install(build(broker))
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        global _current
+        if _current is not None:
+            _current.close()
+            _current = None
