@@ -177,12 +177,17 @@ messages = Table(
     Column("read_at", DateTime(timezone=True)),
     Column("failed_at", DateTime(timezone=True)),
     Column("received_at", DateTime(timezone=True)),
+    # The customer's current reaction to this message (a later reaction replaces it, an empty one
+    # clears it); every reaction is also a message row of its own, pointing here by context_wamid.
+    Column("reaction_emoji", Text),
+    Column("reaction_at", DateTime(timezone=True)),
     CheckConstraint("direction in ('inbound', 'outbound')", name="direction_known"),
     CheckConstraint(
         "status in ('received', 'queued', 'sending', 'sent', 'delivered', 'read', 'failed', 'ambiguous')",
         name="status_known",
     ),
     Index("ix_messages_conversation_created", "conversation_id", text("created_at DESC")),
+    Index("ix_messages_reaction_target", "context_wamid", postgresql_where=text("type = 'reaction'")),
     Index(
         "uq_messages_org_idempotency_key",
         "organization_id",
@@ -376,6 +381,34 @@ usage_counters = Table(
     Column("metric", Text, nullable=False),
     Column("value", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("organization_id", "period", "metric"),
+)
+
+# The plan catalog: global, not tenant data (no organization_id, no row-level security; the
+# application role may only read it). A plan's quota of None means unlimited.
+plans = Table(
+    "plans",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("monthly_message_quota", BigInteger),
+    Column("bulk_allowed", Boolean, nullable=False, server_default=text("false")),
+    CheckConstraint(
+        "monthly_message_quota IS NULL OR monthly_message_quota >= 0", name="quota_not_negative"
+    ),
+    *_timestamps(),
+)
+
+# Stripe price lookup keys (e.g. "pro_monthly", "pro_yearly") and the plan each one buys.
+plan_lookup_keys = Table(
+    "plan_lookup_keys",
+    metadata,
+    Column("lookup_key", Text, primary_key=True),
+    Column(
+        "plan",
+        Text,
+        ForeignKey("plans.name", ondelete="CASCADE", onupdate="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
 )
 
 TENANT_TABLES: tuple[str, ...] = tuple(
