@@ -1,0 +1,260 @@
+"""Circuit breakers shared by every worker process: one for the Graph API, one per phone number.
+
+State (closed / open / half-open, failure count, opened-at) lives in Redis through pybreaker's
+`CircuitRedisStorage`, so a breaker opened by one process is open for all of them.
+
+What counts as a failure:
+- for a number's breaker: transient Graph API errors (5xx, timeouts, connection errors,
+  throttling) and ambiguous send outcomes; not 131056, which is about one recipient;
+- for the API-wide breaker: only signs that the API itself is unwell (transport failures,
+  ambiguous outcomes, 5xx or Meta's service codes 1, 2, 131000, 131016), never one number's
+  throttling.
+Permanent and auth errors (a 131047 for one recipient, a 190) prove Meta answered, so they count
+as successes. Exceptions that are not `FleetError`s are bugs of ours and are not recorded.
+
+The guarded call runs *outside* pybreaker's per-breaker lock (pybreaker holds it across the whole
+call, which would serialize every send of a process through the API-wide breaker); its outcome is
+then replayed through `CircuitBreaker.call`, so pybreaker's state machine, `exclude` rules and
+listeners decide as usual.
+
+Half-open probes are few fleet-wide: when a breaker's reset timeout has passed, a caller must win
+`SET <probe key> NX PX` before its call goes through as the probe; every other caller in every
+process gets `CircuitOpen` until the probe's outcome closes or re-opens the breaker (or its lock
+expires, if the prober died). `opened_at` is stored in whole seconds and compared with each
+host's clock, so the open period is accurate to about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import pybreaker
+from prometheus_client import Gauge
+from redis import Redis
+
+from domain.errors import CircuitOpen, FleetError, GraphAmbiguousOutcome, GraphApiTransient
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+API_SCOPE = "global"
+STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
+PAIR_RATE_CODE = 131056
+API_HEALTH_CODES = frozenset({1, 2, 131000, 131016})
+
+BREAKER_STATE = Gauge(
+    "adsapp_graph_breaker_state",
+    "Graph API circuit breaker state: 0 closed, 1 half-open, 2 open",
+    ["scope"],
+    multiprocess_mode="livemax",
+)
+
+_RELEASE_PROBE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def counts_against_number(exc: BaseException) -> bool:
+    if isinstance(exc, GraphAmbiguousOutcome):
+        return True
+    return isinstance(exc, GraphApiTransient) and exc.info.code != PAIR_RATE_CODE
+
+
+def counts_against_api(exc: BaseException) -> bool:
+    if isinstance(exc, GraphAmbiguousOutcome):
+        return True
+    return isinstance(exc, GraphApiTransient) and (exc.info.code is None or exc.info.code in API_HEALTH_CODES)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    fail_max: int = 5  # consecutive failures, fleet-wide, that open the breaker
+    reset_timeout: float = 30.0  # seconds open before one probe is let through
+
+
+class _GaugeListener(pybreaker.CircuitBreakerListener):
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        BREAKER_STATE.labels(scope=cb.name).set(STATE_VALUES.get(new_state.name, 0))
+        if old_state is not None:
+            log.info("graph breaker %s: %s -> %s", cb.name, old_state.name, new_state.name)
+
+
+@dataclass(slots=True)
+class _Scope:
+    label: str
+    breaker: pybreaker.CircuitBreaker
+    storage: pybreaker.CircuitRedisStorage
+    probe_key: str
+    reset_timeout: float
+
+
+class BreakerRegistry:
+    """Breakers for the API and for each phone number, built lazily and kept for the process.
+
+    Build one at process boot from a Redis client made with `decode_responses=False` (pybreaker
+    decodes the bytes itself). `namespace` prefixes every key, so separate deployments (or test
+    runs) sharing a Redis do not see each other's breakers.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        namespace: str = "adsapp:graph:breaker",
+        number_policy: BreakerPolicy | None = None,
+        api_policy: BreakerPolicy | None = None,
+        probe_ttl: float = 15.0,
+    ) -> None:
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("BreakerRegistry needs a Redis client with decode_responses=False")
+        self._redis = redis
+        self._namespace = namespace
+        self._number_policy = number_policy or BreakerPolicy()
+        self._api_policy = api_policy or BreakerPolicy(fail_max=20, reset_timeout=30.0)
+        # Longer than a send can take (with in-call retries), or a second probe may start.
+        self._probe_ttl_ms = max(1, int(probe_ttl * 1000))
+        self._release_probe = redis.register_script(_RELEASE_PROBE)
+        self._listener = _GaugeListener()
+        self._lock = threading.Lock()
+        self._numbers: dict[str, _Scope] = {}
+        self._api = self._build(API_SCOPE, f"{namespace}:{API_SCOPE}", self._api_policy, counts_against_api)
+
+    def call(self, phone_number_id: str, fn: Callable[[], T]) -> T:
+        """`fn()` if both the API's and the number's breakers admit it, its outcome recorded on both.
+
+        Raises `CircuitOpen(scope, retry_after_seconds)` without calling `fn` when either breaker
+        is open (or half-open with another caller's probe in flight); otherwise returns or raises
+        whatever `fn` does, unchanged.
+        """
+        scopes = (self._api, self._number(phone_number_id))
+        probes: list[tuple[_Scope, str]] = []
+        try:
+            for scope in scopes:
+                token = self._admit(scope)
+                if token is not None:
+                    probes.append((scope, token))
+            probing = {scope.label for scope, _ in probes}
+            try:
+                result = fn()
+            except BaseException as exc:
+                for scope in scopes:
+                    self._record(scope, exc, scope.label in probing)
+                raise
+            for scope in scopes:
+                self._record(scope, None, scope.label in probing)
+            return result
+        finally:
+            for scope, token in probes:
+                self._release(scope, token)
+
+    def state(self, phone_number_id: str | None = None) -> str:
+        """'closed', 'open' or 'half-open' for a number's breaker, or the API's when None."""
+        scope = self._api if phone_number_id is None else self._number(phone_number_id)
+        return str(scope.breaker.state.name)
+
+    def reset(self, phone_number_id: str | None = None) -> None:
+        """Close a breaker by hand (an operator's override)."""
+        scope = self._api if phone_number_id is None else self._number(phone_number_id)
+        scope.breaker.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _number(self, phone_number_id: str) -> _Scope:
+        scope = self._numbers.get(phone_number_id)
+        if scope is None:
+            with self._lock:
+                scope = self._numbers.get(phone_number_id)
+                if scope is None:
+                    scope = self._build(
+                        f"number:{phone_number_id}",
+                        f"{self._namespace}:number:{phone_number_id}",
+                        self._number_policy,
+                        counts_against_number,
+                    )
+                    self._numbers[phone_number_id] = scope
+        return scope
+
+    def _build(
+        self, label: str, key_prefix: str, policy: BreakerPolicy, counts: Callable[[BaseException], bool]
+    ) -> _Scope:
+        storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self._redis, namespace=key_prefix)
+        breaker = pybreaker.CircuitBreaker(
+            fail_max=policy.fail_max,
+            reset_timeout=policy.reset_timeout,
+            exclude=[lambda exc: not counts(exc)],
+            listeners=[self._listener],
+            state_storage=storage,
+            name=label,
+            throw_new_error_on_trip=False,
+        )
+        BREAKER_STATE.labels(scope=label).set(STATE_VALUES.get(breaker.current_state, 0))
+        return _Scope(label, breaker, storage, f"{key_prefix}:probe", policy.reset_timeout)
+
+    def _admit(self, scope: _Scope) -> str | None:
+        """None when closed; a probe token when this caller is the fleet's one probe."""
+        name = scope.breaker.state.name
+        if name == pybreaker.STATE_CLOSED:
+            return None
+        if name == pybreaker.STATE_OPEN:
+            remaining = self._remaining_open(scope)
+            if remaining > 0:
+                raise CircuitOpen(scope.label, remaining)
+        token = uuid.uuid4().hex
+        if not self._redis.set(scope.probe_key, token, nx=True, px=self._probe_ttl_ms):
+            raise CircuitOpen(scope.label, self._probe_wait(scope))
+        if name == pybreaker.STATE_OPEN:
+            scope.breaker.half_open()
+        return token
+
+    def _remaining_open(self, scope: _Scope) -> float:
+        opened_at = scope.storage.opened_at
+        if opened_at is None:
+            return 0.0
+        elapsed = (datetime.now(UTC) - opened_at).total_seconds()
+        return max(0.0, scope.reset_timeout - elapsed)
+
+    def _probe_wait(self, scope: _Scope) -> float:
+        # Soon: the probe's outcome usually lands well before its lock would expire.
+        pttl = self._redis.pttl(scope.probe_key)
+        remaining = pttl / 1000 if isinstance(pttl, int) and pttl > 0 else 0.0
+        return max(0.1, min(remaining, 1.0))
+
+    def _record(self, scope: _Scope, exc: BaseException | None, probe: bool) -> None:
+        if exc is not None and not isinstance(exc, FleetError):
+            return
+        try:
+            if not probe and scope.breaker.current_state == pybreaker.STATE_OPEN:
+                return  # another caller's verdict stands until the probe says otherwise
+            scope.breaker.call(_replay, exc)
+        except pybreaker.CircuitBreakerError:
+            pass
+        except BaseException as raised:
+            if raised is not exc:
+                # The caller's outcome (say, a wamid) matters more than our bookkeeping.
+                log.exception("could not record a call on graph breaker %s", scope.label)
+
+    def _release(self, scope: _Scope, token: str) -> None:
+        try:
+            self._release_probe(keys=[scope.probe_key], args=[token])
+        except Exception:
+            log.exception("could not release the probe lock of graph breaker %s", scope.label)
+
+
+def _replay(exc: BaseException | None) -> None:
+    if exc is not None:
+        raise exc
+
+
+__all__ = ["API_SCOPE", "BREAKER_STATE", "BreakerPolicy", "BreakerRegistry"]

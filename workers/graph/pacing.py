@@ -1,0 +1,133 @@
+"""Fleet-wide send pacing in Redis: a token bucket per phone number, and one per recipient pair.
+
+Meta meters throughput per business number (80 messages/s by default, 1,000 after its upgrade,
+20 for numbers shared with the WhatsApp Business app) and answers 130429 past it; it also limits
+how fast one number may message one user (about one message every 6 s, error 131056). Both limits
+are kept here, before the call, so bulk sends run at the allowed pace instead of discovering it.
+
+- Number bucket: refills at the number's `mps`, holds at most `mps * burst_seconds` tokens
+  (default one second's worth). Over any window W a number is granted at most `mps * W + burst`.
+- Pair bucket (number, recipient): refills at `pair_rate` per second (default 1/6), holds at most
+  `pair_burst` tokens (default 10), so a conversation can have a quick exchange of a few messages
+  but a recipient is never flooded.
+
+One Lua script checks and takes both tokens atomically (no token is taken from either bucket
+unless both have one) using the Redis server's clock (`TIME`), so every process on every host
+agrees on time. A bucket's key expires once it would be full again: absent means full. Keys of a
+number share a hash tag, so the script also runs on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from redis import Redis
+
+from domain.errors import PacingDeferred
+
+DEFAULT_PAIR_RATE = 1 / 6
+DEFAULT_PAIR_BURST = 10.0
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+local function level(key, rate, burst)
+  local v = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens, ts = tonumber(v[1]), tonumber(v[2])
+  if tokens == nil or ts == nil then return burst end
+  local elapsed = now - ts
+  if elapsed < 0 then elapsed = 0 end
+  tokens = tokens + elapsed * rate / 1000000
+  if tokens > burst then tokens = burst end
+  return tokens
+end
+
+local function take(key, tokens, rate, burst)
+  redis.call('HSET', key, 'tokens', string.format('%.6f', tokens - 1), 'ts', string.format('%.0f', now))
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+end
+
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local n = level(KEYS[1], rate, burst)
+local wait, reason = 0, 0
+if n < 1 then wait, reason = (1 - n) * 1000000 / rate, 1 end
+
+local p, prate, pburst
+if #KEYS > 1 then
+  prate, pburst = tonumber(ARGV[3]), tonumber(ARGV[4])
+  p = level(KEYS[2], prate, pburst)
+  if p < 1 then
+    local pw = (1 - p) * 1000000 / prate
+    if pw > wait then wait, reason = pw, 2 end
+  end
+end
+
+if wait > 0 then return {math.ceil(wait), reason} end
+take(KEYS[1], n, rate, burst)
+if #KEYS > 1 then take(KEYS[2], p, prate, pburst) end
+return {0, 0}
+"""
+
+_REASONS = {1: "throughput", 2: "pair rate"}
+
+
+class Pacer:
+    """Build one per process at boot; thread-safe (each call is one script run)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        namespace: str = "adsapp:graph:pace",
+        burst_seconds: float = 1.0,
+        pair_rate: float = DEFAULT_PAIR_RATE,
+        pair_burst: float = DEFAULT_PAIR_BURST,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if burst_seconds <= 0 or pair_rate <= 0 or pair_burst < 1:
+            raise ValueError("burst_seconds and pair_rate must be positive and pair_burst at least 1")
+        self._namespace = namespace
+        self._burst_seconds = burst_seconds
+        self._pair_rate = pair_rate
+        self._pair_burst = pair_burst
+        self._sleep = sleep
+        self._script = redis.register_script(_ACQUIRE)
+
+    def acquire(self, phone_number_id: str, mps: float, recipient: str | None = None) -> float:
+        """Take a send token: 0.0 when granted, else the seconds until one may be (nothing taken)."""
+        return self._try(phone_number_id, mps, recipient)[0]
+
+    def wait_for_token(
+        self, phone_number_id: str, mps: float, recipient: str | None = None, *, max_wait: float = 2.0
+    ) -> float:
+        """Block until a token is granted and return the seconds spent waiting.
+
+        Raises `PacingDeferred(retry_after_seconds)` as soon as it is clear the token would take
+        longer than `max_wait`, so the caller can re-enqueue with that delay instead of holding a
+        worker thread (a recipient's pair limit can mean several seconds).
+        """
+        started = time.monotonic()
+        while True:
+            wait, reason = self._try(phone_number_id, mps, recipient)
+            waited = time.monotonic() - started
+            if wait == 0.0:
+                return waited
+            if waited + wait > max_wait:
+                raise PacingDeferred(wait, reason)
+            # A little jitter so the threads that lost the same token do not all wake together.
+            self._sleep(wait * (1.0 + 0.1 * random.random()))
+
+    def _try(self, phone_number_id: str, mps: float, recipient: str | None) -> tuple[float, str]:
+        if mps <= 0:
+            raise ValueError(f"mps must be positive, got {mps}")
+        tag = f"{self._namespace}:{{{phone_number_id}}}"
+        keys = [f"{tag}:rate"]
+        args: list[float] = [mps, max(1.0, mps * self._burst_seconds)]
+        if recipient is not None:
+            keys.append(f"{tag}:pair:{recipient}")
+            args += [self._pair_rate, self._pair_burst]
+        wait_us, reason = self._script(keys=keys, args=args)
+        return int(wait_us) / 1_000_000, _REASONS.get(int(reason), "throughput")
