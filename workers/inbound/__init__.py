@@ -1,0 +1,1 @@
+"""Turning a WhatsApp webhook delivery into the inbox, one tenant-change per transaction."""

@@ -1,0 +1,89 @@
+"""Domain events appended to `event_store` in the transaction of the change they describe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.engine import Connection
+
+from workers.inbound.params import json_text, run
+
+_APPEND = """
+INSERT INTO event_store (organization_id, aggregate_type, aggregate_id, event_type, payload)
+SELECT %(org)s::uuid, e.aggregate_type, e.aggregate_id, e.event_type, e.payload::jsonb
+FROM unnest(%(types)s::text[], %(ids)s::text[], %(events)s::text[], %(payloads)s::text[])
+     WITH ORDINALITY AS e(aggregate_type, aggregate_id, event_type, payload, ord)
+ORDER BY e.ord
+"""
+
+# Account-level webhooks and change-level errors carry no key of their own: a digest of the change
+# is their id, so a redelivered one is recorded once.
+_RECORD_WEBHOOK = """
+INSERT INTO webhook_events (organization_id, source, event_id, event_type, received_at, processed_at,
+                            outcome, payload)
+VALUES (%(org)s::uuid, 'whatsapp', %(event_id)s, %(event_type)s, to_timestamp(%(received_at)s::float8),
+        now(), 'recorded', %(payload)s::jsonb)
+ON CONFLICT (source, event_id) DO NOTHING
+RETURNING id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    aggregate_type: str
+    aggregate_id: str
+    event_type: str
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class EventBuffer:
+    """Collects a change's events so they are written in one statement."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def add(self, aggregate_type: str, aggregate_id: UUID | str, event_type: str, **payload: Any) -> None:
+        self.events.append(Event(aggregate_type, str(aggregate_id), event_type, payload))
+
+    def flush(self, conn: Connection, organization_id: UUID) -> int:
+        if not self.events:
+            return 0
+        run(
+            conn,
+            _APPEND,
+            {
+                "org": str(organization_id),
+                "types": [e.aggregate_type for e in self.events],
+                "ids": [e.aggregate_id for e in self.events],
+                "events": [e.event_type for e in self.events],
+                "payloads": [json_text(e.payload) for e in self.events],
+            },
+        )
+        written, self.events = len(self.events), []
+        return written
+
+
+def record_webhook_event(
+    conn: Connection,
+    organization_id: UUID,
+    *,
+    event_id: str,
+    event_type: str,
+    payload: object,
+    received_at: float,
+) -> bool:
+    """Whether it is new (False: this exact change was recorded before)."""
+    row = run(
+        conn,
+        _RECORD_WEBHOOK,
+        {
+            "org": str(organization_id),
+            "event_id": event_id,
+            "event_type": event_type,
+            "received_at": received_at,
+            "payload": json_text(payload),
+        },
+    ).first()
+    return row is not None
