@@ -49,13 +49,15 @@ def _iso_time(created: float) -> str:
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
 
 
-def configure_logging(level: str = "INFO", *, stream: Any = None) -> None:
+def configure_logging(level: str = "INFO", *, stream: Any = None, only: bool = False) -> None:
     """Route the root logger (and uvicorn's) to one JSON handler on stderr; safe to call twice."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     for existing in list(root.handlers):
-        if getattr(existing, "_adsapp_json", False):
+        # `only`: processes whose runner installed its own text handler (Dramatiq's CLI) would
+        # otherwise print every line twice.
+        if only or getattr(existing, "_adsapp_json", False):
             root.removeHandler(existing)
     handler._adsapp_json = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -9,7 +9,7 @@ from config import get_settings
 from config.logging import configure_logging
 from workers.broker import setup_broker
 
-configure_logging(get_settings().log_level)
+configure_logging(get_settings().log_level, only=True)
 broker = setup_broker()
 
 from workers import actors  # noqa: E402,F401  (registers every actor on the broker set above)

@@ -17,6 +17,7 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+from dramatiq.middleware.prometheus import Prometheus
 
 from config import Settings, get_settings
 from workers.deadletters import DeadLetterRecorder
@@ -33,6 +34,7 @@ TIME_LIMIT_MS = 5 * 60 * 1_000
 def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
     settings = settings or get_settings()
     middleware = [
+        Prometheus(),
         AgeLimit(),
         TimeLimit(time_limit=TIME_LIMIT_MS),
         ShutdownNotifications(),
