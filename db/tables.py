@@ -391,9 +391,7 @@ plans = Table(
     Column("name", Text, primary_key=True),
     Column("monthly_message_quota", BigInteger),
     Column("bulk_allowed", Boolean, nullable=False, server_default=text("false")),
-    CheckConstraint(
-        "monthly_message_quota IS NULL OR monthly_message_quota >= 0", name="quota_not_negative"
-    ),
+    CheckConstraint("monthly_message_quota IS NULL OR monthly_message_quota >= 0", name="quota_not_negative"),
     *_timestamps(),
 )
 

@@ -1,0 +1,1 @@
+"""The billing worker's handler, metrics and Stripe API adapter."""
