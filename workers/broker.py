@@ -41,8 +41,10 @@ def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
         Callbacks(),
         Pipelines(),
         CurrentMessage(),
-        Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
+        # Dramatiq runs after_* hooks in reverse order: the recorder must sit before Retries so it
+        # sees the message after Retries has decided whether it failed for good.
         DeadLetterRecorder(),
+        Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
         ResourcesMiddleware(),
     ]
     return RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=middleware)

@@ -32,7 +32,7 @@ def _organization_of(message: MessageProxy) -> UUID | None:
 
 
 class DeadLetterRecorder(Middleware):
-    """Must come after Retries, which decides whether a message has failed for good."""
+    """Must run its after-hook after Retries' (so: listed before it), since Retries decides failure."""
 
     def after_process_message(
         self,
