@@ -6,6 +6,8 @@ at import; otherwise Dramatiq silently builds a default localhost one).
 
 from __future__ import annotations
 
+import os
+
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import (
@@ -33,8 +35,11 @@ TIME_LIMIT_MS = 5 * 60 * 1_000
 
 def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
     settings = settings or get_settings()
+    # Dramatiq's exposition only works in processes its CLI booted with a multiprocess directory
+    # (workers/run.py sets one up); elsewhere (the scheduler, in-process tests) it would only fail.
+    metrics = [Prometheus()] if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else []
     middleware = [
-        Prometheus(),
+        *metrics,
         AgeLimit(),
         TimeLimit(time_limit=TIME_LIMIT_MS),
         ShutdownNotifications(),
