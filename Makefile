@@ -25,7 +25,6 @@ run: migrate
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 typecheck: install
 	$(BIN)/mypy --strict config domain db ingress workers
