@@ -117,9 +117,6 @@ def start_ingress(
     return process, url
 
 
-WORKER_READY = "Worker process is ready for action."
-
-
 def start_worker(
     queues: Sequence[str],
     *,
@@ -127,15 +124,34 @@ def start_worker(
     threads: int = 8,
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    module: str = "workers.app",
 ) -> Process:
     prom_dir = tempfile.mkdtemp(prefix="adsapp-prom-")
     process = Process(
         "worker-" + "-".join(queues),
-        [sys.executable, "-m", "dramatiq", "workers.app", "--processes", str(processes), "--threads",
+        [sys.executable, "-m", "dramatiq", module, "--processes", str(processes), "--threads",
          str(threads), "--queues", *queues],
         # A metrics port and directory of its own, so several workers never clash.
         {"dramatiq_prom_port": str(free_port()), "dramatiq_prom_db": prom_dir,
          "PROMETHEUS_MULTIPROC_DIR": prom_dir, **(env or {})},
     ).start()
-    process.wait_ready(lambda: process.log().count(WORKER_READY) >= processes, timeout)
+    # Ready when every process consumes: a broker fact, whatever the log level.
+    process.wait_ready(lambda: consumers(queues[0], process.env["RABBITMQ_URL"]) >= processes, timeout)
     return process
+
+
+def consumers(queue: str, amqp_url: str) -> int:
+    import pika
+    import pika.exceptions
+
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    except pika.exceptions.AMQPError:
+        return 0
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.consumer_count)
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0  # not declared yet
+    finally:
+        if connection.is_open:
+            connection.close()

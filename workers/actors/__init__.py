@@ -1,6 +1,5 @@
 """Actor modules. Import order does not matter; the broker is set before this package loads."""
 
-import workers.actors.billing  # noqa: F401
-from workers.actors import inbound, media
+from workers.actors import billing, inbound, media
 
-__all__ = ["inbound", "media"]
+__all__ = ["billing", "inbound", "media"]

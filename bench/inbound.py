@@ -1,0 +1,280 @@
+"""Inbound benchmark: signed deliveries through the running stack (uvicorn ingress → RabbitMQ →
+`dramatiq workers.app` → Postgres), in a database and vhost of its own.
+
+    .venv/bin/python -m bench.inbound [--deliveries 12000] [--processes 2] [--threads 8]
+
+Prints JSON with:
+- baseline: a no-op Dramatiq actor draining pre-queued messages on the same broker;
+- sustained: deliveries (half single messages, half batches of 5) posted as fast as the ingress
+  takes them while the worker runs; messages/s = messages committed / (last commit - first commit);
+- steady_500: an open-loop 500 messages/s for `--steady-seconds`; latency per message = the row's
+  insert time (clock_timestamp(), under a millisecond before its commit) - the ingress's receipt
+  time (`received_at`), as p50/p95/p99 in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from bench.paced_load import percentile, run_paced
+
+SECRET = "bench-app-secret"
+
+
+def _deliveries(phone_numbers: list[str], count: int, tag: str) -> tuple[list[bytes], int]:
+    from tests.support import whatsapp as wa
+
+    bodies, messages = [], 0
+    for i in range(count):
+        pn = phone_numbers[i % len(phone_numbers)]
+        sender = f"1{(i * 7919) % 10_000_000_000:010d}"[:11]
+        size = 5 if i % 2 else 1
+        items = [
+            wa.text(sender, f"{tag} {i}.{k} hello \u00e9\U0001f600", id_=f"wamid.{tag}.{i}.{k}")
+            for k in range(size)
+        ]
+        messages += size
+        bodies.append(wa.encode(wa.delivery(wa.change(pn, messages=items))))
+    return bodies, messages
+
+
+def _request(host: str, port: int, body: bytes) -> bytes:
+    from tests.support import whatsapp as wa
+
+    return (
+        f"POST /webhooks/whatsapp HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"X-Hub-Signature-256: {wa.sign(body, SECRET)}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def _count(engine: sa.Engine, tag: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM messages WHERE wamid LIKE :p"), {"p": f"wamid.{tag}.%"}
+            ).scalar_one()
+        )
+
+
+def _wait_count(engine: sa.Engine, tag: str, expected: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _count(engine, tag) >= expected:
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def _window(engine: sa.Engine, tag: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT count(*) AS n, extract(epoch FROM max(created_at) - min(created_at)) AS span, "
+                "extract(epoch FROM min(created_at) - min(received_at)) AS first_lag "
+                "FROM messages WHERE wamid LIKE :p"
+            ),
+            {"p": f"wamid.{tag}.%"},
+        ).one()
+        lat = [
+            float(r[0]) * 1000
+            for r in conn.execute(
+                sa.text(
+                    "SELECT extract(epoch FROM created_at - received_at) FROM messages WHERE wamid LIKE :p"
+                ),
+                {"p": f"wamid.{tag}.%"},
+            )
+        ]
+    return {
+        "messages": int(row.n),
+        "commit_span_s": round(float(row.span or 0), 3),
+        "messages_per_s": round(int(row.n) / float(row.span), 1) if row.span else None,
+        "latency_ms": {
+            "p50": round(percentile(lat, 0.5), 1),
+            "p95": round(percentile(lat, 0.95), 1),
+            "p99": round(percentile(lat, 0.99), 1),
+            "max": round(max(lat), 1) if lat else None,
+        },
+    }
+
+
+def _baseline(processes: int, threads: int, count: int) -> dict[str, Any]:
+    import dramatiq
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from tests.support.processes import Process, start_worker, wait_for
+
+    broker = RabbitmqBroker(url=os.environ["RABBITMQ_URL"], confirm_delivery=True)
+    broker.declare_queue("bench_noop")
+    body = "x" * 700
+    for _ in range(count):
+        broker.enqueue(
+            dramatiq.Message(
+                queue_name="bench_noop",
+                actor_name="noop",
+                args=(body,),
+                kwargs={"received_at": time.time(), "request_id": "b"},
+                options={},
+            )
+        )
+    broker.close()
+    start = time.monotonic()
+    worker: Process = start_worker(
+        ["bench_noop"],
+        processes=processes,
+        threads=threads,
+        module="bench.noop_worker",
+        env={"LOG_LEVEL": "WARNING"},
+    )
+    ready = time.monotonic()
+    depth = lambda: _depth("bench_noop")  # noqa: E731
+    wait_for(lambda: depth() == 0, 300, 0.05)
+    drained = time.monotonic()
+    worker.stop()
+    return {
+        "messages": count,
+        "drain_s": round(drained - ready, 3),
+        "messages_per_s": round(count / (drained - ready), 1),
+        "worker_start_s": round(ready - start, 3),
+    }
+
+
+def _depth(queue: str) -> int:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(os.environ["RABBITMQ_URL"]))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--deliveries", type=int, default=12_000)
+    parser.add_argument(
+        "--rate", type=float, default=1500.0, help="offered deliveries/s in the sustained run"
+    )
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--tenants", type=int, default=4)
+    parser.add_argument("--steady-rate", type=float, default=500.0, help="messages/s")
+    parser.add_argument("--steady-seconds", type=float, default=20.0)
+    parser.add_argument("--baseline-messages", type=int, default=20_000)
+    args = parser.parse_args()
+
+    from config import get_settings
+    from db import admin
+    from db.engine import create_db_engine
+    from db.repos.organizations import add_number, create_organization
+    from db.uow import UnitOfWork
+    from tests.support.processes import start_ingress, start_worker
+    from tests.support.services import rabbitmq_vhost
+
+    base_db = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp")
+    db_url = base_db.rpartition("/")[0] + f"/adsapp_bench_{uuid.uuid4().hex[:8]}"
+    with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:
+        os.environ.update(
+            {
+                "DATABASE_URL": db_url,
+                "RABBITMQ_URL": amqp,
+                "WHATSAPP_APP_SECRET": SECRET,
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+        get_settings.cache_clear()
+        settings = get_settings()
+        admin.upgrade(settings)
+        engine = create_db_engine(settings, pool_size=2, as_app_role=False)
+        ingress = worker = None
+        try:
+            numbers = []
+            with UnitOfWork(create_db_engine(settings, pool_size=1), system=True) as uow:
+                for n in range(args.tenants):
+                    org = create_organization(uow.conn, f"bench-{n}")
+                    add_number(
+                        uow.conn,
+                        org,
+                        phone_number_id=f"bench-pn-{n}",
+                        display_phone_number="1555",
+                        waba_id=f"bench-waba-{n}",
+                        access_token="t",
+                    )
+                    numbers.append(f"bench-pn-{n}")
+                uow.commit()
+            report: dict[str, Any] = {
+                "command": " ".join([os.path.basename(sys.executable), "-m", "bench.inbound", *sys.argv[1:]]),
+                "cores": os.cpu_count(),
+                "worker": {"processes": args.processes, "threads": args.threads},
+            }
+            report["baseline_noop_drain"] = _baseline(args.processes, args.threads, args.baseline_messages)
+
+            ingress, url = start_ingress({"LOG_LEVEL": "WARNING"})
+            host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
+            worker = start_worker(
+                ["inbound", "media"],
+                processes=args.processes,
+                threads=args.threads,
+                env={"LOG_LEVEL": "WARNING"},
+            )
+
+            # Warm-up: routes cached, statements prepared, pools filled.
+            warm, warm_n = _deliveries(numbers, 400, "warm")
+            asyncio.run(run_paced(host, port, [_request(host, port, b) for b in warm], 400, 1.0))
+            _wait_count(engine, "warm", warm_n, 60)
+
+            bodies, total = _deliveries(numbers, args.deliveries, "sus")
+            requests = [_request(host, port, b) for b in bodies]
+            started = time.monotonic()
+            posted = asyncio.run(
+                run_paced(host, port, requests, args.rate, len(requests) / args.rate, connections=64)
+            )
+            post_s = time.monotonic() - started
+            done = _wait_count(engine, "sus", total, 300)
+            sustained = _window(engine, "sus")
+            sustained.update(
+                {
+                    "deliveries": args.deliveries,
+                    "offered_deliveries_per_s": args.rate,
+                    "ingress_accepted": posted.statuses,
+                    "ingress_post_s": round(post_s, 2),
+                    "end_to_end_s": round(time.monotonic() - started, 2),
+                    "complete": done,
+                }
+            )
+            report["sustained"] = sustained
+
+            avg = total / args.deliveries
+            count = int(args.steady_rate / avg * args.steady_seconds)
+            steady_bodies, steady_total = _deliveries(numbers, count, "steady")
+            steady_requests = [_request(host, port, b) for b in steady_bodies]
+            asyncio.run(
+                run_paced(
+                    host, port, steady_requests, args.steady_rate / avg, args.steady_seconds, connections=32
+                )
+            )
+            _wait_count(engine, "steady", steady_total, 120)
+            steady = _window(engine, "steady")
+            steady["offered_messages_per_s"] = args.steady_rate
+            report["steady_500"] = steady
+            print(json.dumps(report, indent=2))
+        finally:
+            if worker is not None:
+                worker.stop()
+            if ingress is not None:
+                ingress.stop()
+            engine.dispose()
+            admin.drop_database(settings)
+
+
+if __name__ == "__main__":
+    main()
