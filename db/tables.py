@@ -172,6 +172,8 @@ messages = Table(
     Column("raw", JSONB),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("idempotency_key", Text),
+    # A hash of the API request the idempotency key was first used with: a replay must match it.
+    Column("request_fingerprint", Text),
     Column("sent_at", DateTime(timezone=True)),
     Column("delivered_at", DateTime(timezone=True)),
     Column("read_at", DateTime(timezone=True)),
@@ -196,6 +198,13 @@ messages = Table(
         postgresql_where=text("idempotency_key IS NOT NULL"),
     ),
     *_timestamps(),
+    # The outbound sweeps look for sends left in `queued` or `sending` past a deadline.
+    Index(
+        "ix_messages_outbound_pending",
+        "status",
+        "updated_at",
+        postgresql_where=text("direction = 'outbound' AND status IN ('queued', 'sending')"),
+    ),
 )
 
 message_status_events = Table(
