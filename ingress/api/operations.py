@@ -1,0 +1,184 @@
+"""An API operation declared once (method, path, scope, models, handler) and the one pipeline
+every operation runs through: authenticate, rate-limit, check the scope, validate, handle, wrap.
+
+The same declarations feed the router and the OpenAPI document, so the document cannot drift from
+what the code accepts. Handlers are sync functions run in the threadpool; they raise `ApiError`
+for any answer other than success.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingress.api.auth import Principal, authenticate
+from ingress.api.envelope import failure, success
+from ingress.api.errors import ApiError, ErrorCode
+from ingress.api.resources import ApiResources, ApiState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    principal: Principal
+    resources: ApiResources
+    headers: Mapping[str, str]
+    body: Any = None
+    path: Any = None
+    query: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    data: BaseModel | Sequence[BaseModel]
+    status: int = 200
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderParam:
+    name: str
+    description: str
+    max_length: int = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    operation_id: str
+    method: str
+    path: str  # below the API's base path, Starlette syntax: /messages/{message_id}
+    summary: str
+    scope: str
+    handler: Callable[[Call], Reply]
+    response: Any  # the `data` model (a BaseModel, or list[...] of one)
+    status: int = 200
+    body: type[BaseModel] | None = None
+    path_params: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    headers: tuple[HeaderParam, ...] = ()
+    errors: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    headers: dict[str, str]
+    path: dict[str, Any]
+    query: dict[str, str]
+    body: bytes | None
+    request_id: str
+
+
+def endpoint(op: Operation, state: ApiState) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            body = await _read_body(request, state.options.max_body_bytes) if op.body is not None else None
+        except ApiError as exc:
+            response = failure(exc)
+        else:
+            facts = _Facts(
+                dict(request.headers), dict(request.path_params), dict(request.query_params), body, request_id
+            )
+            response = await run_in_threadpool(_handle, op, state, facts)
+        response.headers["X-Request-ID"] = request_id[:200]
+        state.metrics.requests.labels(op.operation_id, str(response.status_code)).inc()
+        state.metrics.seconds.labels(op.operation_id).observe(time.perf_counter() - started)
+        return response
+
+    return run
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type not in ("application/json", "") and not content_type.endswith("+json"):
+        raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _handle(op: Operation, state: ApiState, facts: _Facts) -> Response:
+    rate_headers: dict[str, str] = {}
+    try:
+        res = state.resources
+        principal = authenticate(
+            res.engine, res.redis, facts.headers.get("authorization"), res.options.redis_namespace
+        )
+        rate = res.limiter.hit(principal.key_id)
+        if rate is not None:
+            rate_headers = rate.headers()
+            if not rate.allowed:
+                raise ApiError(
+                    ErrorCode.RATE_LIMITED, details={"limit": rate.limit, "reset_seconds": rate.reset_seconds}
+                )
+        principal.require(op.scope)
+        call = Call(
+            principal=principal,
+            resources=res,
+            headers=facts.headers,
+            body=_parse_body(op.body, facts.body) if op.body is not None else None,
+            path=_validate(op.path_params, facts.path, "path") if op.path_params is not None else None,
+            query=_validate(op.query, facts.query, "query") if op.query is not None else None,
+        )
+        reply = op.handler(call)
+        meta = {"request_id": facts.request_id, **reply.meta}
+        return success(reply.data, meta, reply.status, {**rate_headers, **reply.headers})
+    except ApiError as exc:
+        return failure(exc, rate_headers)
+    except (DBAPIError, RedisError, ConnectionError, TimeoutError) as exc:
+        log.warning("API dependency unavailable", extra={"operation": op.operation_id, "error": repr(exc)})
+        return failure(ApiError(ErrorCode.UNAVAILABLE), rate_headers)
+    except Exception as exc:
+        if _is_broker_error(exc):
+            log.warning("broker unavailable", extra={"operation": op.operation_id, "error": repr(exc)})
+            return failure(ApiError(ErrorCode.UNAVAILABLE), rate_headers)
+        log.exception("API operation failed", extra={"operation": op.operation_id})
+        return failure(ApiError(ErrorCode.INTERNAL_ERROR), rate_headers)
+
+
+def _is_broker_error(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("dramatiq", "pika"))
+
+
+def _parse_body(model: type[BaseModel], raw: bytes | None) -> BaseModel:
+    try:
+        document = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(ErrorCode.INVALID_JSON, details={"error": str(exc)}) from exc
+    return _validate(model, document, "body")
+
+
+def _validate(model: type[BaseModel], value: Any, where: str) -> BaseModel:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        problems = [
+            {"in": where, "loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ApiError(ErrorCode.VALIDATION_FAILED, details=problems) from exc

@@ -1,0 +1,72 @@
+"""A per-API-key request limit in Redis (a fixed window), shared by every ingress process.
+
+Every authenticated answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+`X-RateLimit-Reset` (seconds until the window resets); a 429 adds `Retry-After`. When Redis cannot
+be reached the request is let through (logged): the limit protects capacity, and refusing every
+request because the limiter is down would turn a Redis blip into an outage of the API.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from uuid import UUID
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+_HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    limit: int
+    remaining: int
+    reset_seconds: int
+    allowed: bool
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_seconds),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(self.reset_seconds)
+        return headers
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis, *, limit: int, window_seconds: float, namespace: str) -> None:
+        if limit < 1 or window_seconds <= 0:
+            raise ValueError("limit and window_seconds must be positive")
+        self._limit = limit
+        self._window_ms = int(window_seconds * 1000)
+        self._namespace = namespace
+        self._script = redis.register_script(_HIT)
+
+    def hit(self, key_id: UUID) -> RateState | None:
+        """Count one request for the key; None when Redis could not be asked."""
+        try:
+            count, ttl_ms = self._script(
+                keys=[f"{self._namespace}:api:rate:{key_id}"], args=[self._window_ms]
+            )
+        except RedisError:
+            log.warning("rate limiter unavailable; request let through", exc_info=True)
+            return None
+        count = int(count)
+        return RateState(
+            limit=self._limit,
+            remaining=max(0, self._limit - count),
+            reset_seconds=max(1, math.ceil(int(ttl_ms) / 1000)),
+            allowed=count <= self._limit,
+        )

@@ -1,0 +1,53 @@
+"""The API mounted in a Starlette app of its own, on the real Postgres, Redis and RabbitMQ."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from config import Settings
+from ingress.api import ApiOptions, ApiState, api_mount
+from tests.support.tenants import Tenant, make_tenant
+
+pytestmark = pytest.mark.integration
+
+
+def build_app(settings: Settings, options: ApiOptions) -> tuple[Starlette, ApiState]:
+    state = ApiState(settings, options)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.open()
+        try:
+            yield
+        finally:
+            state.close()
+
+    return Starlette(routes=[api_mount(state)], lifespan=lifespan), state
+
+
+@pytest.fixture(scope="module")
+def api_options() -> ApiOptions:
+    return ApiOptions(rate_limit=1000, redis_namespace=f"adsapp-test:{uuid.uuid4().hex}")
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, api_options: ApiOptions) -> Iterator[TestClient]:
+    app, _ = build_app(settings, api_options)
+    with TestClient(app, raise_server_exceptions=True) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tenant(engine: Engine) -> Tenant:
+    return make_tenant(engine)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

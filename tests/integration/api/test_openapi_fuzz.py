@@ -1,0 +1,53 @@
+"""Schemathesis against the generated OpenAPI document: whatever it sends, never a 5xx."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from sqlalchemy.engine import Engine
+
+from config import Settings
+from ingress.api import ApiOptions
+from tests.integration.api.conftest import build_app
+from tests.support.tenants import TEMPLATE, make_tenant
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings, engine: Engine) -> Iterator[tuple[Any, str]]:
+    app, state = build_app(
+        settings, ApiOptions(rate_limit=100_000, redis_namespace=f"adsapp-test:{uuid.uuid4().hex}")
+    )
+    state.open()
+    tenant = make_tenant(engine)
+    tenant.templates([TEMPLATE])
+    tenant.contact("15550001111")
+    try:
+        yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app), tenant.api_key()
+    finally:
+        state.close()
+
+
+def test_no_input_makes_the_api_fail(api: tuple[Any, str]) -> None:
+    schema, key = api
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} == {
+        "POST /api/v1/messages",
+        "GET /api/v1/messages/{message_id}",
+        "GET /api/v1/messages",
+    }
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def run(case: Any) -> None:
+            case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, checks=[not_a_server_error])
+
+        run()
