@@ -12,6 +12,8 @@ from sqlalchemy.engine import Engine
 
 from config import Settings, get_settings
 from db.engine import create_db_engine
+from workers.graph import GraphClient
+from workers.outbound.options import GraphAdapters
 from workers.publisher import BrokerJobPublisher
 
 
@@ -21,8 +23,10 @@ class Resources:
     engine: Engine
     redis: redis.Redis
     jobs: BrokerJobPublisher
+    graph: GraphAdapters
 
     def close(self) -> None:
+        self.graph.close()
         self.engine.dispose()
         self.redis.close()
 
@@ -32,11 +36,13 @@ _current: Resources | None = None
 
 def build(broker: dramatiq.Broker, settings: Settings | None = None) -> Resources:
     settings = settings or get_settings()
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30)
     return Resources(
         settings=settings,
         engine=create_db_engine(settings),
-        redis=redis.Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30),
+        redis=client,
         jobs=BrokerJobPublisher(broker),
+        graph=GraphAdapters(GraphClient.from_settings(settings), client),
     )
 
 

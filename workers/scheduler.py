@@ -20,6 +20,7 @@ from db import outbox
 from db.uow import UnitOfWork
 from workers import resources
 from workers.broker import setup_broker
+from workers.outbound import sweeps as outbound
 
 log = logging.getLogger("adsapp.scheduler")
 
@@ -48,7 +49,12 @@ def sweep_outbox(res: resources.Resources) -> int:
 
 
 # Later sweeps (dead-letter retries, stale bulk jobs, template sync) register here.
-TASKS: list[PeriodicTask] = [PeriodicTask("outbox", 5.0, sweep_outbox)]
+TASKS: list[PeriodicTask] = [
+    PeriodicTask("outbox", 5.0, sweep_outbox),
+    PeriodicTask("outbound-stuck-sending", 30.0, outbound.expire_stuck_sending),
+    PeriodicTask("outbound-orphaned-queued", 300.0, outbound.requeue_orphaned),
+    PeriodicTask("template-sync", 6 * 3600.0, outbound.sync_templates),
+]
 
 
 def run(stop: threading.Event, tasks: list[PeriodicTask], res: resources.Resources) -> None:

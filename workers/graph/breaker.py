@@ -98,6 +98,7 @@ class _Scope:
     storage: pybreaker.CircuitRedisStorage
     probe_key: str
     reset_timeout: float
+    quiet_keys: tuple[str, str]  # pybreaker's state and failure-counter keys
 
 
 class BreakerRegistry:
@@ -200,7 +201,9 @@ class BreakerRegistry:
             throw_new_error_on_trip=False,
         )
         BREAKER_STATE.labels(scope=label).set(STATE_VALUES.get(breaker.current_state, 0))
-        return _Scope(label, breaker, storage, f"{key_prefix}:probe", policy.reset_timeout)
+        # pybreaker's own key layout (CircuitRedisStorage._namespace), read together by `_quiet`.
+        quiet_keys = (f"{key_prefix}:pybreaker:state", f"{key_prefix}:pybreaker:fail_counter")
+        return _Scope(label, breaker, storage, f"{key_prefix}:probe", policy.reset_timeout, quiet_keys)
 
     def _admit(self, scope: _Scope) -> str | None:
         """None when closed; a probe token when this caller is the fleet's one probe."""
@@ -235,6 +238,8 @@ class BreakerRegistry:
         if exc is not None and not isinstance(exc, FleetError):
             return
         try:
+            if exc is None and not probe and self._quiet(scope):
+                return  # a success on a closed breaker with no failures counted changes nothing
             if not probe and scope.breaker.current_state == pybreaker.STATE_OPEN:
                 return  # another caller's verdict stands until the probe says otherwise
             scope.breaker.call(_replay, exc)
@@ -244,6 +249,13 @@ class BreakerRegistry:
             if raised is not exc:
                 # The caller's outcome (say, a wamid) matters more than our bookkeeping.
                 log.exception("could not record a call on graph breaker %s", scope.label)
+
+    def _quiet(self, scope: _Scope) -> bool:
+        """Closed with a zero failure count, read in one round trip and without pybreaker's lock:
+        the common case, in which replaying a success through pybreaker (lock held across three
+        Redis calls) would serialize every send of the process on the API-wide breaker."""
+        state, failures = self._redis.mget(scope.quiet_keys)
+        return state == pybreaker.STATE_CLOSED.encode() and failures in (None, b"0")
 
     def _release(self, scope: _Scope, token: str) -> None:
         try:
