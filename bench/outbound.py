@@ -1,0 +1,269 @@
+"""Outbound benchmark: queued messages through `dramatiq workers.app --queues outbound` to the fake
+Graph API (its own process, 2 ms latency), in a database and vhost of its own.
+
+    .venv/bin/python -m bench.outbound [--messages 20000] [--numbers 20] [--mps 1000] [--rate 1500]
+
+Messages are queued the way the send API queues them (a `queued` row and a `send_message` job),
+but written in batches of 100 straight to Postgres and published from this process at `--rate`
+per second: the API's own per-request cost is not what is measured here. Prints JSON with:
+- sends_per_s: messages sent / (last sent_at - first sent_at);
+- latency_ms: queued (row created, job published right after) to sent (wamid recorded), p50/p99;
+- httpx_ceiling_per_s: plain httpx posts to the same fake, same latency, as many threads as the
+  workers have, no queue and no database: the most this machine could send;
+- duplicates (the fake's log, by biz_opaque_callback_data) and lost (rows not `sent`), both 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import orjson
+import sqlalchemy as sa
+
+from bench.paced_load import percentile
+
+BATCH = 100
+
+
+def _setup(numbers: int, mps: int) -> tuple[Any, list[tuple[uuid.UUID, str]]]:
+    from config import get_settings
+    from db import admin
+    from db.engine import create_db_engine
+    from db.repos.organizations import add_number, create_organization
+    from db.tables import organizations
+    from db.uow import UnitOfWork
+
+    settings = get_settings()
+    admin.upgrade(settings)
+    engine = create_db_engine(settings, pool_size=2)
+    routes: list[tuple[uuid.UUID, str]] = []
+    with UnitOfWork(engine, system=True) as uow:
+        for n in range(numbers):
+            org = create_organization(uow.conn, f"bench-{n}")
+            uow.conn.execute(
+                sa.update(organizations).where(organizations.c.id == org).values(plan="enterprise")
+            )
+            pnid = f"bench-pn-{n}"
+            add_number(
+                uow.conn, org, phone_number_id=pnid, display_phone_number="1555", waba_id=f"waba-{n}",
+                access_token="bench-token", mps=mps,
+            )  # fmt: skip
+            routes.append((org, pnid))
+        uow.commit()
+    return engine, routes
+
+
+def _produce(engine: Any, routes: list[tuple[uuid.UUID, str]], total: int, rate: float) -> float:
+    """Insert `queued` rows in batches and publish their jobs, paced at `rate` per second."""
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from db.tables import messages
+    from db.uow import UnitOfWork
+    from domain.outbound import send_job
+    from ingress.api.resources import ConfirmedJobPublisher
+
+    publisher = ConfirmedJobPublisher(
+        RabbitmqBroker(url=os.environ["RABBITMQ_URL"], confirm_delivery=True, middleware=[])
+    )
+    started = time.monotonic()
+    for start in range(0, total, BATCH):
+        due = started + start / rate
+        time.sleep(max(0.0, due - time.monotonic()))
+        rows, jobs = [], []
+        for i in range(start, min(total, start + BATCH)):
+            org, pnid = routes[i % len(routes)]
+            message_id = uuid.uuid4()
+            to = f"1{i:011d}"
+            payload = {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to,
+                "type": "text",
+                "text": {"body": f"bench {i}", "preview_url": False},
+                "biz_opaque_callback_data": str(message_id),
+            }
+            rows.append(
+                {"id": message_id, "organization_id": org, "phone_number_id": pnid, "direction": "outbound",
+                 "type": "text", "text": f"bench {i}", "status": "queued", "raw": payload}
+            )  # fmt: skip
+            jobs.append(send_job(org, message_id, pnid, to))
+        with UnitOfWork(engine, system=True) as uow:
+            uow.conn.execute(sa.insert(messages), rows)
+            uow.commit()
+        for job in jobs:
+            publisher.publish(job)
+    publisher.close()
+    return time.monotonic() - started
+
+
+def _wait_sent(engine: Any, total: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    done = 0
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT set_config('app.system', 'on', false)"))
+            done = int(
+                conn.execute(
+                    sa.text("SELECT count(*) FROM messages WHERE status <> 'queued' AND status <> 'sending'")
+                ).scalar_one()
+            )
+        if done >= total:
+            return done
+        time.sleep(0.5)
+    return done
+
+
+def _results(engine: Any) -> dict[str, Any]:
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT set_config('app.system', 'on', false)"))
+        rows = conn.execute(sa.text("SELECT status, count(*) FROM messages GROUP BY status")).all()
+        statuses = {str(r[0]): int(r[1]) for r in rows}
+        span = conn.execute(
+            sa.text(
+                "SELECT extract(epoch FROM max(sent_at) - min(sent_at)) FROM messages WHERE status = 'sent'"
+            )
+        ).scalar_one()
+        latency = [
+            float(r[0]) * 1000
+            for r in conn.execute(
+                sa.text("SELECT extract(epoch FROM sent_at - created_at) FROM messages WHERE status = 'sent'")
+            )
+        ]
+    sent = int(statuses.get("sent", 0))
+    return {
+        "statuses": statuses,
+        "sent": sent,
+        "send_span_s": round(float(span or 0), 3),
+        "sends_per_s": round(sent / float(span), 1) if span else None,
+        "latency_ms": {
+            "p50": round(percentile(latency, 0.5), 1),
+            "p99": round(percentile(latency, 0.99), 1),
+            "max": round(max(latency), 1) if latency else None,
+        },
+    }
+
+
+def _httpx_ceiling(url: str, numbers: int, total: int, threads: int) -> float:
+    """Posts straight to the fake from `threads` threads, one client each (sharing one is slower)."""
+    counter = iter(range(total))
+    lock = threading.Lock()
+
+    def run() -> None:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                body = {
+                    "messaging_product": "whatsapp",
+                    "to": f"2{i:011d}",
+                    "type": "text",
+                    "text": {"body": "x"},
+                    "biz_opaque_callback_data": f"ceiling-{i}",
+                }
+                client.post(
+                    f"/v21.0/ceiling-pn-{i % numbers}/messages", content=orjson.dumps(body),
+                    headers={"Authorization": "Bearer t", "Content-Type": "application/json"},
+                ).raise_for_status()  # fmt: skip
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(run) for _ in range(threads)]:
+            future.result()
+    return total / (time.monotonic() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--numbers", type=int, default=20)
+    parser.add_argument("--mps", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=1500.0, help="messages queued per second")
+    parser.add_argument("--latency-ms", type=float, default=2.0)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--ceiling-requests", type=int, default=10_000)
+    args = parser.parse_args()
+
+    from config import get_settings
+    from db import admin
+    from tests.support.processes import Process, free_port, start_worker
+    from tests.support.services import rabbitmq_vhost
+
+    base_db = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp")
+    db_url = base_db.rpartition("/")[0] + f"/adsapp_bench_{uuid.uuid4().hex[:8]}"
+    with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:
+        port = free_port()
+        fake_url = f"http://127.0.0.1:{port}"
+        os.environ.update(
+            {"DATABASE_URL": db_url, "RABBITMQ_URL": amqp, "LOG_LEVEL": "WARNING", "GRAPH_API_URL": fake_url,
+             "OUTBOUND_REDIS_NAMESPACE": f"adsapp-bench:{uuid.uuid4().hex[:8]}",
+             "DATABASE_POOL_SIZE": str(args.threads)}
+        )  # fmt: skip
+        get_settings.cache_clear()
+        fake = Process(
+            "fake-graph", [sys.executable, "-m", "workers.cli.main", "fake-graph", "--port", str(port)]
+        )
+        fake.start()
+        worker: Process | None = None
+        try:
+            fake.wait_ready(lambda: _up(fake_url), 30)
+            httpx.post(f"{fake_url}/_fake/config", json={"latency_ms": args.latency_ms}).raise_for_status()
+            engine, routes = _setup(args.numbers, args.mps)
+            worker = start_worker(["outbound"], processes=args.processes, threads=args.threads, timeout=60)
+            produce_s = _produce(engine, routes, args.messages, args.rate)
+            done = _wait_sent(engine, args.messages, 600)
+            report: dict[str, Any] = {
+                "command": " ".join(
+                    [os.path.basename(sys.executable), "-m", "bench.outbound", *sys.argv[1:]]
+                ),
+                "cores": os.cpu_count(),
+                "queued_via": "batched row inserts + confirmed publishes, not the HTTP API",
+                "messages": args.messages,
+                "numbers": args.numbers,
+                "mps_per_number": args.mps,
+                "fake_latency_ms": args.latency_ms,
+                "offered_per_s": args.rate,
+                "produce_s": round(produce_s, 2),
+                "worker": {"processes": args.processes, "threads": args.threads},
+                "settled": done,
+            }
+            report.update(_results(engine))
+            log = httpx.get(f"{fake_url}/_fake/log", params={"summary": "1"}, timeout=30).json()
+            worker.stop()
+            worker = None
+            report["fake_accepted"] = log["total"]
+            report["duplicates"] = len(log["duplicates"])
+            report["lost"] = args.messages - report["sent"]
+            report["httpx_ceiling_per_s"] = round(
+                _httpx_ceiling(fake_url, args.numbers, args.ceiling_requests, args.processes * args.threads),
+                1,
+            )
+            print(json.dumps(report, indent=2))
+        finally:
+            if worker is not None:
+                worker.stop()
+            fake.stop()
+            get_settings.cache_clear()
+            admin.drop_database(get_settings())
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_fake/faults", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
