@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from domain import jobs
+from ingress.api import ApiState, api_mount
 from ingress.health import (
     Probe,
     Readiness,
@@ -103,6 +104,8 @@ def create_app(
         )
     active_publisher = publisher
     readiness = Readiness({}, settings.readiness_timeout_seconds)
+    # /api/v1 does SQL (unlike the webhook path); its engine, Redis and broker connect lazily.
+    api = ApiState(settings, registry=metrics.registry)
 
     whatsapp = WebhookRoute(
         WebhookSource(
@@ -159,11 +162,13 @@ def create_app(
         else:
             readiness.set_probes(probes)
         await active_publisher.start()
+        api.open()
         logger.info("ingress started", extra={"max_body_bytes": settings.max_body_bytes})
         try:
             yield
         finally:
             await active_publisher.close(drain_timeout=settings.publish_timeout_seconds)
+            api.close()
             if redis is not None:
                 await redis.aclose()
             logger.info("ingress stopped")
@@ -175,6 +180,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz_endpoint(readiness), methods=["GET"]),
             Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
+            api_mount(api),
         ],
         lifespan=lifespan,
     )
