@@ -16,12 +16,16 @@ from config import Settings
 from config.errors import DependencyUnavailable
 
 
-def create_db_engine(settings: Settings, *, pool_size: int | None = None, as_app_role: bool = True) -> Engine:
+def create_db_engine(
+    settings: Settings, *, pool_size: int | None = None, as_app_role: bool = True, pre_ping: bool = True
+) -> Engine:
+    """`pre_ping=False` for workers: a dead pooled connection then fails its message, which is
+    retried on a fresh one, instead of every unit of work paying a round trip to check."""
     engine = sa.create_engine(
         settings.sqlalchemy_url,
         pool_size=pool_size or settings.database_pool_size,
         max_overflow=4,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         connect_args={"connect_timeout": 5, "application_name": "adsapp"},
     )

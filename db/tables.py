@@ -142,6 +142,7 @@ conversations = Table(
         "status",
         text("last_message_at DESC"),
     ),
+    Index("ix_conversations_contact_id", "contact_id"),
     # At most one open conversation per contact, so concurrent inbound messages cannot open two.
     Index(
         "uq_conversations_one_open_per_contact",

@@ -39,7 +39,7 @@ def build(broker: dramatiq.Broker, settings: Settings | None = None) -> Resource
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30)
     return Resources(
         settings=settings,
-        engine=create_db_engine(settings),
+        engine=create_db_engine(settings, pre_ping=False),
         redis=client,
         jobs=BrokerJobPublisher(broker),
         graph=GraphAdapters(GraphClient.from_settings(settings), client),

@@ -24,8 +24,11 @@ WITH incoming AS (
         %(raws)s::text[], %(ts)s::bigint[], %(unread)s::boolean[], %(codes)s::int[], %(titles)s::text[],
         %(details)s::text[]
     ) WITH ORDINALITY AS i(wamid, type, body, context_wamid, raw, ts, unread, code, title, details, ord)
+), stored AS (
+    -- `= ANY(array)` keeps this an index lookup even under a generic plan (see contacts.py).
+    SELECT m.wamid FROM messages m WHERE m.wamid = ANY(%(wamids)s::text[])
 ), fresh AS (
-    SELECT i.* FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.wamid = i.wamid)
+    SELECT i.* FROM incoming i WHERE i.wamid NOT IN (SELECT wamid FROM stored)
 ), current_conversation AS (
     SELECT c.id, c.status FROM conversations c WHERE c.contact_id = %(contact)s::uuid
     ORDER BY (c.status <> 'resolved') DESC, c.last_message_at DESC NULLS LAST, c.created_at DESC
