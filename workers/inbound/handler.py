@@ -23,6 +23,7 @@ from workers.inbound.media import add_media
 from workers.inbound.messages import StoredMessage, store_messages
 from workers.inbound.reactions import apply_reactions
 from workers.inbound.statuses import StatusOutcome, record_statuses
+from workers.templates import apply_template_status_update
 
 
 class Routed(Protocol):
@@ -172,6 +173,9 @@ def _handle_statuses(
         )
 
 
+TEMPLATE_STATUS_FIELD = "message_template_status_update"
+
+
 def _record_account_event(
     uow: UnitOfWork,
     change: WebhookChange,
@@ -191,6 +195,9 @@ def _record_account_event(
         received_at=received_at,
     ):
         events.add("whatsapp_account", change.entry_id, f"whatsapp.{change.field}", value=change.value)
+        if change.field == TEMPLATE_STATUS_FIELD:
+            # Keeps a paused or disabled template from being accepted by the send API until the next sync.
+            apply_template_status_update(uow.conn, org, change.value)
 
 
 def _record_change_errors(

@@ -221,6 +221,23 @@ def test_account_fields_are_recorded_once_without_touching_the_inbox(
     assert rows(engine, tenant.organization_id, "SELECT * FROM conversations") == []
 
 
+def test_template_status_webhooks_update_the_synced_template(
+    engine: Engine, tenant: Tenant, deliver: Callable
+) -> None:
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
+        uow.conn.exec_driver_sql(
+            "INSERT INTO message_templates (organization_id, waba_id, template_id, name, language, status)"
+            " VALUES (%(org)s, %(waba)s, '1234567890', 'order_update', 'en_US', 'APPROVED')",
+            {"org": tenant.organization_id, "waba": tenant.waba_id},
+        )
+        uow.commit()
+    paused = wa.template_status_update("order_update")
+    paused["value"]["event"] = "PAUSED"
+    deliver(wa.delivery(paused, waba_id=tenant.waba_id))
+    [template] = rows(engine, tenant.organization_id, "SELECT status FROM message_templates")
+    assert template["status"] == "PAUSED"
+
+
 def test_change_level_errors_are_recorded(engine: Engine, tenant: Tenant, deliver: Callable) -> None:
     errors = [{"code": 131000, "title": "Something went wrong", "message": "Something went wrong",
                "error_data": {"details": "Unable to deliver"}}]
