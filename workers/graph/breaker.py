@@ -140,10 +140,11 @@ class BreakerRegistry:
         whatever `fn` does, unchanged.
         """
         scopes = (self._api, self._number(phone_number_id))
+        quiet = self._quiet(scopes)
         probes: list[tuple[_Scope, str]] = []
         try:
-            for scope in scopes:
-                token = self._admit(scope)
+            for scope, was_quiet in zip(scopes, quiet, strict=True):
+                token = None if was_quiet else self._admit(scope)
                 if token is not None:
                     probes.append((scope, token))
             probing = {scope.label for scope, _ in probes}
@@ -153,8 +154,10 @@ class BreakerRegistry:
                 for scope in scopes:
                     self._record(scope, exc, scope.label in probing)
                 raise
-            for scope in scopes:
-                self._record(scope, None, scope.label in probing)
+            for scope, was_quiet in zip(scopes, quiet, strict=True):
+                # A success on a breaker that was closed with no failures counted changes nothing.
+                if not was_quiet:
+                    self._record(scope, None, scope.label in probing)
             return result
         finally:
             for scope, token in probes:
@@ -238,7 +241,7 @@ class BreakerRegistry:
         if exc is not None and not isinstance(exc, FleetError):
             return
         try:
-            if exc is None and not probe and self._quiet(scope):
+            if exc is None and not probe and self._quiet((scope,))[0]:
                 return  # a success on a closed breaker with no failures counted changes nothing
             if not probe and scope.breaker.current_state == pybreaker.STATE_OPEN:
                 return  # another caller's verdict stands until the probe says otherwise
@@ -250,12 +253,16 @@ class BreakerRegistry:
                 # The caller's outcome (say, a wamid) matters more than our bookkeeping.
                 log.exception("could not record a call on graph breaker %s", scope.label)
 
-    def _quiet(self, scope: _Scope) -> bool:
-        """Closed with a zero failure count, read in one round trip and without pybreaker's lock:
-        the common case, in which replaying a success through pybreaker (lock held across three
-        Redis calls) would serialize every send of the process on the API-wide breaker."""
-        state, failures = self._redis.mget(scope.quiet_keys)
-        return state == pybreaker.STATE_CLOSED.encode() and failures in (None, b"0")
+    def _quiet(self, scopes: tuple[_Scope, ...]) -> list[bool]:
+        """For each scope: closed with a zero failure count. Read for all of them in one round
+        trip and without pybreaker's lock: the common case, in which a caller is admitted without
+        asking pybreaker (a Redis call per breaker), and in which replaying a success through
+        pybreaker (lock held across three Redis calls) would serialize every send of the process
+        on the API-wide breaker. Read before the call: a failure another caller records meanwhile
+        is reset by the next success instead of this one, so a breaker can only open sooner."""
+        values = self._redis.mget([key for scope in scopes for key in scope.quiet_keys])
+        closed = pybreaker.STATE_CLOSED.encode()
+        return [values[2 * i] == closed and values[2 * i + 1] in (None, b"0") for i in range(len(scopes))]
 
     def _release(self, scope: _Scope, token: str) -> None:
         try:
