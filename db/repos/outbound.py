@@ -16,9 +16,11 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from db.repos.billing import MESSAGES_METRIC, period_of
 from db.tables import contacts, conversations, messages, whatsapp_numbers
+from db.uow import BatchedWork
 from domain.outbound import AMBIGUOUS, FAILED, QUEUED, SENDING
 
 # --- the send API -------------------------------------------------------------------------------
@@ -241,17 +243,37 @@ class Claimed:
     created_at: datetime
 
 
-# The hot path of every send, so plain SQL (psycopg prepares it after a few uses) in one statement.
+# The hot path of every send, so plain SQL (psycopg prepares it after a few uses) in one statement:
+# the claim, and the message counted against the month's usage on its first attempt.
 _CLAIM_QUEUED = """
-UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = now()
-WHERE id = %(id)s AND direction = 'outbound' AND status = 'queued' AND wamid IS NULL
-RETURNING attempts, raw, created_at
+WITH claimed AS (
+    UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = now()
+    WHERE id = %(id)s AND direction = 'outbound' AND status = 'queued' AND wamid IS NULL
+    RETURNING organization_id, attempts, raw, created_at
+), counted AS (
+    INSERT INTO usage_counters AS u (organization_id, period, metric, value)
+    SELECT organization_id, %(period)s, %(metric)s, 1 FROM claimed WHERE attempts = 1
+    ON CONFLICT (organization_id, period, metric) DO UPDATE SET value = u.value + 1
+)
+SELECT attempts, raw, created_at FROM claimed
 """
 
 
+def _claim_params(message_id: UUID) -> dict[str, Any]:
+    return {"id": message_id, "period": period_of(), "metric": MESSAGES_METRIC}
+
+
 def claim_queued(conn: Connection, message_id: UUID) -> Claimed | None:
-    """Mark a `queued` message `sending` with its next attempt number; None if it is not queued."""
-    row = conn.exec_driver_sql(_CLAIM_QUEUED, {"id": message_id}).one_or_none()
+    """Mark a `queued` message `sending` with its next attempt number, and count it against the
+    month's usage if that is its first; None if it is not queued."""
+    row = conn.exec_driver_sql(_CLAIM_QUEUED, _claim_params(message_id)).one_or_none()
+    return None if row is None else Claimed(int(row.attempts), row.raw or {}, row.created_at)
+
+
+def claim_queued_committed(engine: Engine, organization_id: UUID, message_id: UUID) -> Claimed | None:
+    """`claim_queued` in a transaction of its own, committed in the same round trip."""
+    with BatchedWork(engine, organization_id) as work:
+        row = work.send(_CLAIM_QUEUED, _claim_params(message_id), commit=True).fetchone()
     return None if row is None else Claimed(int(row.attempts), row.raw or {}, row.created_at)
 
 
@@ -272,11 +294,11 @@ RETURNING created_at
 """
 
 
-def record_sent(conn: Connection, message_id: UUID, attempt: int, wamid: str) -> datetime | None:
-    """Store the wamid and `sent`; returns the message's creation time, None if not this attempt's."""
-    created = conn.exec_driver_sql(
-        _RECORD_SENT, {"id": message_id, "attempt": attempt, "wamid": wamid}
-    ).scalar()
+def record_sent(work: BatchedWork, message_id: UUID, attempt: int, wamid: str) -> datetime | None:
+    """Store the wamid and `sent`; returns the message's creation time, None if not this attempt's.
+    Sent with the transaction's BEGIN and scope when it is its first statement."""
+    row = work.send(_RECORD_SENT, {"id": message_id, "attempt": attempt, "wamid": wamid}).fetchone()
+    created = None if row is None else row.created_at
     return created if isinstance(created, datetime) else None
 
 

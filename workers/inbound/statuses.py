@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy.engine import Connection
 
 from domain.status import MessageStatus, parse_webhook_status, rank
@@ -89,21 +91,25 @@ WHERE m.id = d.message_id
 RETURNING m.id, m.wamid, m.status, d.advances
 """  # noqa: S608
 
-_CLAIM_PENDING = """
+_LOCK_ONE = "SELECT pg_advisory_xact_lock(hashtextextended(%(wamid)s, 0))"
+
+# The customer's reaction to the message (kept on it once its wamid is known), and the statuses
+# parked for it, claimed in one statement: a send records a wamid a thousand times a second, and
+# nearly always neither is there.
+_CATCH_UP_AND_CLAIM_PENDING = """
+WITH reaction AS (
+    UPDATE messages t SET reaction_emoji = r.text, reaction_at = r.sent_at, updated_at = now()
+    FROM (
+        SELECT text, sent_at FROM messages
+        WHERE type = 'reaction' AND context_wamid = %(wamid)s
+        ORDER BY sent_at DESC, created_at DESC LIMIT 1
+    ) r
+    WHERE t.wamid = %(wamid)s AND (t.reaction_at IS NULL OR t.reaction_at <= r.sent_at)
+)
 UPDATE message_status_events e SET message_id = m.id, applied = true, updated_at = now()
 FROM messages m
 WHERE e.wamid = %(wamid)s AND NOT e.applied AND m.wamid = %(wamid)s
 RETURNING e.id, e.message_id, e.wamid, e.status, e.occurred_at, e.errors
-"""
-
-_CATCH_UP_REACTION = """
-UPDATE messages t SET reaction_emoji = r.text, reaction_at = r.sent_at, updated_at = now()
-FROM (
-    SELECT text, sent_at FROM messages
-    WHERE type = 'reaction' AND context_wamid = %(wamid)s
-    ORDER BY sent_at DESC, created_at DESC LIMIT 1
-) r
-WHERE t.wamid = %(wamid)s AND (t.reaction_at IS NULL OR t.reaction_at <= r.sent_at)
 """
 
 
@@ -160,10 +166,14 @@ def record_statuses(
 def apply_pending_statuses(conn: Connection, wamid: str) -> StatusOutcome:
     """Apply what arrived for `wamid` before its message row existed (statuses, and the customer's
     reaction to it). The outbound send path calls this in the transaction that records the wamid."""
-    run(conn, _LOCK, {"wamids": [wamid]})
-    rows = run(conn, _CLAIM_PENDING, {"wamid": wamid}).all()
+    # The lock must be held before the claim's snapshot is taken, so they are two statements; they
+    # travel as one query (each statement of it still takes its own snapshot).
+    dbapi: Any = conn.connection.dbapi_connection
+    cursor = psycopg.ClientCursor(dbapi, row_factory=namedtuple_row)
+    cursor.execute(f"{_LOCK_ONE}; {_CATCH_UP_AND_CLAIM_PENDING}", {"wamid": wamid})
+    cursor.nextset()
+    rows: list[Any] = cursor.fetchall()
     changed, stale = _apply(conn, rows)
-    run(conn, _CATCH_UP_REACTION, {"wamid": wamid})
     return StatusOutcome(
         recorded=0,
         applied=len(changed),

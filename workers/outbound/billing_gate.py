@@ -3,8 +3,9 @@
 Billing decides (`db.repos.billing.check_send_allowed`); this keeps a "yes" for `ttl` seconds so
 the check costs no query per send at a thousand sends a second. A "no" is never kept: the message
 is failed with the refusal's code, and the next message asks again. Each message is counted
-against the month's usage once, on its first attempt; a quota can therefore be passed by at most
-`ttl` seconds' worth of sends (the API checks it exactly when it accepts a message).
+against the month's usage once, on its first attempt, by the statement that claims it
+(`db.repos.outbound.claim_queued`); a quota can therefore be passed by at most `ttl` seconds' worth
+of sends (the API checks it exactly when it accepts a message).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from uuid import UUID
 
 from sqlalchemy.engine import Connection
 
-from db.repos.billing import MESSAGES_METRIC, check_send_allowed, count_usage
+from db.repos.billing import check_send_allowed
 from domain.billing.policy import SendDecision
 
 
@@ -27,8 +28,12 @@ class BillingGate:
         self._allowed_until: dict[UUID, float] = {}
         self._lock = threading.Lock()
 
+    def allowed_recently(self, organization_id: UUID) -> bool:
+        """A "yes" is still kept: the send may go ahead without asking billing."""
+        return self._allowed_until.get(organization_id, 0.0) > self._clock()
+
     def check(self, conn: Connection, organization_id: UUID) -> SendDecision:
-        if self._allowed_until.get(organization_id, 0.0) > self._clock():
+        if self.allowed_recently(organization_id):
             return SendDecision(True)
         decision = check_send_allowed(conn, organization_id, 1)
         with self._lock:
@@ -37,6 +42,3 @@ class BillingGate:
             else:
                 self._allowed_until.pop(organization_id, None)
         return decision
-
-    def count(self, conn: Connection, organization_id: UUID) -> None:
-        count_usage(conn, organization_id, MESSAGES_METRIC, 1)

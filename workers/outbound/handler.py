@@ -30,13 +30,14 @@ from enum import StrEnum
 from typing import Any, NoReturn, Protocol
 from uuid import UUID
 
+import psycopg
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from db.repos import outbound as repo
 from db.tenants import NumberRoute
-from db.uow import UnitOfWork
+from db.uow import BatchedWork, UnitOfWork
 from domain.errors import (
     CircuitOpen,
     GraphAmbiguousOutcome,
@@ -154,11 +155,28 @@ def _send(cmd: SendCommand, deps: SendDeps) -> SendOutcome:
         return SendOutcome.FAILED
     except GraphApiTransient as exc:
         _transient(cmd, deps, attempt, exc)
-    _settle(deps, cmd, lambda c: _record_sent(c, cmd, deps, attempt, result))
+    _record_sent(cmd, deps, attempt, result)
     return SendOutcome.SENT
 
 
 def _claim_and_call(cmd: SendCommand, deps: SendDeps, token: str, attempt: _Attempt) -> SendResult:
+    claimed = _claim(cmd, deps)
+    attempt.number = claimed.attempt
+    attempt.created_at = claimed.created_at
+    started = time.perf_counter()
+    try:
+        return deps.graph.send_message(cmd.phone_number_id, token, dict(claimed.payload))
+    finally:
+        metrics.CALL_SECONDS.observe(time.perf_counter() - started)
+
+
+def _claim(cmd: SendCommand, deps: SendDeps) -> repo.Claimed:
+    """The attempt, committed. While billing's "yes" is fresh and the message is `queued` (nearly
+    every send) that is one statement, committed in the same round trip."""
+    if deps.billing.allowed_recently(cmd.organization_id):
+        claimed = repo.claim_queued_committed(deps.engine, cmd.organization_id, cmd.message_id)
+        if claimed is not None:
+            return claimed
     with UnitOfWork(deps.engine, organization_id=cmd.organization_id) as uow:
         decision = deps.billing.check(uow.conn, cmd.organization_id)
         if not decision.allowed:
@@ -171,17 +189,8 @@ def _claim_and_call(cmd: SendCommand, deps: SendDeps, token: str, attempt: _Atte
         claimed = repo.claim_queued(uow.conn, cmd.message_id) if decision.allowed else None
         if claimed is None:
             _settle_unclaimed(uow, cmd, deps)
-        assert claimed is not None
-        if claimed.attempt == 1:
-            deps.billing.count(uow.conn, cmd.organization_id)
-        attempt.number = claimed.attempt
-        attempt.created_at = claimed.created_at
         uow.commit()
-    started = time.perf_counter()
-    try:
-        return deps.graph.send_message(cmd.phone_number_id, token, dict(claimed.payload))
-    finally:
-        metrics.CALL_SECONDS.observe(time.perf_counter() - started)
+    return claimed
 
 
 def _settle_unclaimed(uow: UnitOfWork, cmd: SendCommand, deps: SendDeps) -> NoReturn:
@@ -201,17 +210,26 @@ def _settle_unclaimed(uow: UnitOfWork, cmd: SendCommand, deps: SendDeps) -> NoRe
     raise _Settled(SendOutcome.SKIPPED)
 
 
-def _record_sent(
-    conn: Connection, cmd: SendCommand, deps: SendDeps, attempt: _Attempt, result: SendResult
-) -> None:
-    created = repo.record_sent(conn, cmd.message_id, attempt.number, result.wamid)
+def _record_sent(cmd: SendCommand, deps: SendDeps, attempt: _Attempt, result: SendResult) -> None:
+    """The wamid, and what arrived for it before it was known, in one transaction of three round
+    trips: BEGIN, scope and update; the pending statuses and reaction; COMMIT."""
+
+    def once() -> datetime | None:
+        with BatchedWork(deps.engine, cmd.organization_id) as work:
+            created = repo.record_sent(work, cmd.message_id, attempt.number, result.wamid)
+            if created is None:
+                return None
+            deps.apply_pending(work.conn, result.wamid)
+            work.commit()
+            return created
+
+    created = _settle_retrying(once)
     if created is None:
         log.error(
             "sent, but the attempt was no longer current",
             extra={**_extra(cmd, attempt), "wamid": result.wamid},
         )
         return
-    deps.apply_pending(conn, result.wamid)
     metrics.QUEUE_TO_SENT_SECONDS.observe(max(0.0, (datetime.now(UTC) - created).total_seconds()))
 
 
@@ -254,7 +272,7 @@ def _settle_queued(cmd: SendCommand, deps: SendDeps, title: str) -> None:
 _settle_retrying = Retrying(
     stop=stop_after_attempt(4),
     wait=wait_exponential(multiplier=0.2, max=2.0),
-    retry=retry_if_exception_type(OperationalError),
+    retry=retry_if_exception_type((OperationalError, psycopg.OperationalError)),
     reraise=True,
 )
 
