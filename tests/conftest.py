@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from redis import Redis
 from sqlalchemy.engine import Engine
 
 from config import Settings, get_settings
@@ -64,3 +65,21 @@ def owner_engine(settings: Settings) -> Iterator[Engine]:
     eng = create_db_engine(settings, pool_size=2, as_app_role=False)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[Redis]:
+    """The real Redis at REDIS_URL."""
+    client = Redis.from_url(get_settings().redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(redis_client: Redis) -> Iterator[str]:
+    """A key prefix no other test (or concurrent run) uses; its keys are deleted afterwards."""
+    prefix = f"adsapp-test:{uuid.uuid4().hex}"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        redis_client.delete(*keys)

@@ -10,19 +10,9 @@ from db import tables as t
 from db.repos.organizations import create_organization
 from db.uow import UnitOfWork, UnitOfWorkError
 from domain.ports import Job
+from tests.support.jobs import RecordingPublisher
 
 pytestmark = pytest.mark.integration
-
-
-class RecordingPublisher:
-    def __init__(self, fail: bool = False) -> None:
-        self.jobs: list[Job] = []
-        self.fail = fail
-
-    def publish(self, job: Job) -> None:
-        if self.fail:
-            raise ConnectionError("broker down")
-        self.jobs.append(job)
 
 
 def _org_exists(engine: Engine, org: uuid.UUID) -> bool:

@@ -13,21 +13,13 @@ from sqlalchemy.engine import Engine
 
 from db.repos.organizations import add_number, create_organization
 from db.uow import UnitOfWork
-from domain.ports import Job
+from tests.support.jobs import RecordingPublisher
 from workers.inbound.decode import decode_delivery
 from workers.inbound.delivery import Deps, process_delivery
 from workers.inbound.handler import Outcome
 from workers.inbound.routes import RouteCache
 
 pytestmark = pytest.mark.integration
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.jobs: list[Job] = []
-
-    def publish(self, job: Job) -> None:
-        self.jobs.append(job)
 
 
 @dataclass

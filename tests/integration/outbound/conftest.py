@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -19,20 +18,13 @@ from ingress.api.accept import accept_send
 from ingress.api.models import SendMessageRequest
 from ingress.api.ratelimit import RateLimiter
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
+from tests.support.jobs import RecordingPublisher
 from tests.support.tenants import Tenant, make_tenant
 from workers.graph import BreakerPolicy, BreakerRegistry, GraphClient, Pacer
 from workers.inbound.routes import RouteCache
 from workers.outbound.handler import SendCommand, SendDeps
 
 pytestmark = pytest.mark.integration
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.jobs: list[Job] = []
-
-    def publish(self, job: Job) -> None:
-        self.jobs.append(job)
 
 
 @pytest.fixture(scope="module")
@@ -45,22 +37,6 @@ def fake_graph() -> Iterator[RunningFakeGraph]:
 def fake(fake_graph: RunningFakeGraph) -> RunningFakeGraph:
     fake_graph.reset(everything=True)
     return fake_graph
-
-
-@pytest.fixture
-def redis_client(settings: Any) -> Iterator[Redis]:
-    client = Redis.from_url(get_settings().redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def namespace(redis_client: Redis) -> Iterator[str]:
-    prefix = f"adsapp-test:{uuid.uuid4().hex}"
-    yield prefix
-    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        redis_client.delete(*keys)
 
 
 @pytest.fixture
