@@ -45,8 +45,17 @@ SECRET = "bench-app-secret"
 BODY_COUNT = 256
 PATH = "/webhooks/whatsapp"
 UVICORN_FLAGS = [
-    "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-    "--timeout-graceful-shutdown", "10", "--backlog", "2048",
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--no-access-log",
+    "--log-level",
+    "warning",
+    "--timeout-graceful-shutdown",
+    "10",
+    "--backlog",
+    "2048",
 ]
 
 
@@ -62,12 +71,25 @@ def signed_bodies(count: int, size: int = 2048) -> list[tuple[bytes, str]]:
         }
         envelope = {
             "object": "whatsapp_business_account",
-            "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-                "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
-                "messages": [message],
-            }}]}],
+            "entry": [
+                {
+                    "id": "102290129340398",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "15550783881",
+                                    "phone_number_id": "106540352242922",
+                                },
+                                "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+                                "messages": [message],
+                            },
+                        }
+                    ],
+                }
+            ],
         }
         base = len(orjson.dumps(envelope))
         message["text"] = {"body": f"msg {index} " + "x" * max(0, size - base - len(f"msg {index} "))}
@@ -94,8 +116,14 @@ def wrk_script(bodies: list[tuple[bytes, str]], directory: Path) -> Path:
             f'{{["Content-Type"] = "application/json", ["X-Hub-Signature-256"] = "{signature}"}}, '
             f"[==[{text}]==])"
         )
-    lines += ["end", "local i = 0", "request = function()", "  i = i + 1",
-              "  return requests[(i % n) + 1]", "end"]
+    lines += [
+        "end",
+        "local i = 0",
+        "request = function()",
+        "  i = i + 1",
+        "  return requests[(i % n) + 1]",
+        "end",
+    ]
     path = directory / "whatsapp.lua"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -139,8 +167,18 @@ class Ingress:
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.command = [
-            sys.executable, "-m", "uvicorn", "--factory", "bench.ingress_app:create",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), *UVICORN_FLAGS,
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "bench.ingress_app:create",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            *UVICORN_FLAGS,
         ]
         self.env = {**env, "INGRESS_BENCH_NO_PUBLISH": "1" if no_publish else "0"}
         self.process: subprocess.Popen[bytes] | None = None

@@ -76,9 +76,9 @@ def _produce(
     from db.tables import messages
     from db.uow import UnitOfWork
     from domain.outbound import send_job
-    from ingress.api.resources import ConfirmedJobPublisher
+    from workers.publisher import BrokerJobPublisher
 
-    publisher = ConfirmedJobPublisher(
+    publisher = BrokerJobPublisher(
         RabbitmqBroker(url=os.environ["RABBITMQ_URL"], confirm_delivery=True, middleware=[])
     )
     started = time.monotonic()

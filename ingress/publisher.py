@@ -125,9 +125,7 @@ class RabbitPublisher:
         # Declared through the robust channel, so they are declared again after a reconnect.
         for queue_name in self._queues:
             for declaration in dramatiq_declarations(queue_name):
-                await channel.declare_queue(
-                    declaration.name, durable=True, arguments=declaration.arguments
-                )
+                await channel.declare_queue(declaration.name, durable=True, arguments=declaration.arguments)
 
     def is_ready(self) -> bool:
         connection, channel = self._connection, self._channel

@@ -114,9 +114,7 @@ class WebhookRoute:
             failure = source.verifier.check(headers.get(source.signature_header), raw)
             if failure is not None:
                 self._metrics.inc(self._metrics.signature_failures, source.name, failure)
-                logger.warning(
-                    "webhook signature refused", extra={"source": source.name, "reason": failure}
-                )
+                logger.warning("webhook signature refused", extra={"source": source.name, "reason": failure})
                 await self._respond(send, 401, b'{"error":"invalid_signature"}', request_id)
                 return
             text, document = parse_json(raw, self._max_json_depth)
@@ -145,9 +143,7 @@ class WebhookRoute:
             )
             await self._respond(send, 503, b'{"error":"queue_unavailable"}', request_id)
             return
-        self._metrics.observe(
-            self._metrics.publish_latency, time.perf_counter() - started, source.queue_name
-        )
+        self._metrics.observe(self._metrics.publish_latency, time.perf_counter() - started, source.queue_name)
         await self._respond(send, 200, _QUEUED, request_id)
 
     async def _reject_body(

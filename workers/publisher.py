@@ -8,7 +8,11 @@ from domain.ports import Job
 
 
 class BrokerJobPublisher:
-    """Enqueues a `Job` by queue and actor name, so publishers need not import actor modules."""
+    """Enqueues a `Job` by queue and actor name, so publishers need not import actor modules.
+
+    Publish-only: the ingress's API uses it too (with a confirm-mode RabbitmqBroker it returns once
+    RabbitMQ has the message).
+    """
 
     def __init__(self, broker: dramatiq.Broker) -> None:
         self._broker = broker
@@ -22,3 +26,6 @@ class BrokerJobPublisher:
             options={},
         )
         self._broker.enqueue(message, delay=job.delay_ms)
+
+    def close(self) -> None:
+        self._broker.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis import Redis
@@ -20,9 +19,10 @@ from sqlalchemy.engine import Engine
 
 from config.settings import Settings, get_settings
 from db.engine import create_db_engine
-from domain.ports import Job, JobPublisher
+from domain.ports import JobPublisher
 from ingress.api.errors import ApiError, ErrorCode
 from ingress.api.ratelimit import RateLimiter
+from workers.publisher import BrokerJobPublisher
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,26 +32,6 @@ class ApiOptions:
     redis_namespace: str = "adsapp"
     max_body_bytes: int = 256 * 1024
     base_path: str = "/api/v1"
-
-
-class ConfirmedJobPublisher:
-    """Publishes a `Job` as a Dramatiq message and returns once RabbitMQ confirmed it."""
-
-    def __init__(self, broker: RabbitmqBroker) -> None:
-        self.broker = broker
-
-    def publish(self, job: Job) -> None:
-        message: dramatiq.Message[object] = dramatiq.Message(
-            queue_name=job.queue,
-            actor_name=job.actor,
-            args=tuple(job.args),
-            kwargs=dict(job.kwargs),
-            options={},
-        )
-        self.broker.enqueue(message, delay=job.delay_ms)
-
-    def close(self) -> None:
-        self.broker.close()
 
 
 @dataclass
@@ -73,9 +53,7 @@ class ApiResources:
 def build_resources(settings: Settings, options: ApiOptions) -> ApiResources:
     engine = create_db_engine(settings)
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    jobs = ConfirmedJobPublisher(
-        RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[])
-    )
+    jobs = BrokerJobPublisher(RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[]))
     limiter = RateLimiter(
         redis,
         limit=options.rate_limit,

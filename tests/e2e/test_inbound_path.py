@@ -90,20 +90,35 @@ def test_a_mixed_delivery_lands_for_both_tenants(
         post(client, document)  # Meta retried: nothing may double
     org_a, org_b = str(a.organization_id), str(b.organization_id)
     assert wait_for(
-        lambda: count(engine, "SELECT count(*) FROM media WHERE organization_id = :o AND status = 'stored'", o=org_a)
-        == 1
-        and count(engine, "SELECT count(*) FROM messages WHERE organization_id = :o", o=org_b) == 1,
+        lambda: (
+            count(
+                engine, "SELECT count(*) FROM media WHERE organization_id = :o AND status = 'stored'", o=org_a
+            )
+            == 1
+            and count(engine, "SELECT count(*) FROM messages WHERE organization_id = :o", o=org_b) == 1
+        ),
         30,
     ), worker.log()[-3000:]
     # The second copy has been processed too once the queue is empty; give it a moment to be sure.
-    assert wait_for(lambda: count(engine, "SELECT count(*) FROM messages WHERE organization_id = :o", o=org_a)
-                    == len(batch), 10)
+    assert wait_for(
+        lambda: (
+            count(engine, "SELECT count(*) FROM messages WHERE organization_id = :o", o=org_a) == len(batch)
+        ),
+        10,
+    )
     texts = {
         r[0]
-        for r in _rows(engine, "SELECT text FROM messages WHERE organization_id = :o AND type = 'text'", o=org_a)
+        for r in _rows(
+            engine, "SELECT text FROM messages WHERE organization_id = :o AND type = 'text'", o=org_a
+        )
     }
     assert texts == set(wa.TRICKY_TEXTS[:4])
-    assert count(engine, "SELECT count(*) FROM message_status_events WHERE wamid = :w AND NOT applied", w=outbound) == 1
+    assert (
+        count(
+            engine, "SELECT count(*) FROM message_status_events WHERE wamid = :w AND NOT applied", w=outbound
+        )
+        == 1
+    )
     assert count(engine, "SELECT unread_count FROM conversations WHERE organization_id = :o", o=org_a) == 5
     # The outbound message recorded later picks up both the parked status and the reaction.
     from workers.inbound.statuses import apply_pending_statuses
@@ -111,14 +126,18 @@ def test_a_mixed_delivery_lands_for_both_tenants(
     with UnitOfWork(engine, organization_id=a.organization_id) as uow:
         uow.conn.exec_driver_sql(
             "INSERT INTO messages (organization_id, wamid, direction, type, status) "
-            "VALUES (%(o)s, %(w)s, 'outbound', 'text', 'sending')", {"o": org_a, "w": outbound})
+            "VALUES (%(o)s, %(w)s, 'outbound', 'text', 'sending')",
+            {"o": org_a, "w": outbound},
+        )
         apply_pending_statuses(uow.conn, outbound)
         uow.commit()
     assert _rows(engine, "SELECT status, reaction_emoji FROM messages WHERE wamid = :w", w=outbound) == [
         ("read", "\U0001f44d")
     ]
-    path = Path(worker.env["MEDIA_DIR"]) / _rows(
-        engine, "SELECT storage_key FROM media WHERE organization_id = :o", o=org_a)[0][0]
+    path = (
+        Path(worker.env["MEDIA_DIR"])
+        / _rows(engine, "SELECT storage_key FROM media WHERE organization_id = :o", o=org_a)[0][0]
+    )
     assert path.stat().st_size > 0
     received = []
     deadline = time.monotonic() + 5
@@ -164,11 +183,25 @@ def test_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
         assert wait_for(lambda: stored() == expected, 60), (stored(), expected, replacement.log()[-3000:])
         time.sleep(0.5)  # anything still redelivered must not add rows
         assert stored() == expected
-        assert count(engine, "SELECT count(*) FROM event_store WHERE organization_id = :o "
-                             "AND event_type = 'message.received'", o=org) == expected
-        assert count(engine, "SELECT sum(unread_count) FROM conversations WHERE organization_id = :o", o=org) == expected
-        assert count(engine, "SELECT count(*) FROM conversations WHERE organization_id = :o", o=org) == len(customers)
-        assert count(engine, "SELECT count(*) FROM contacts WHERE organization_id = :o", o=org) == len(customers)
+        assert (
+            count(
+                engine,
+                "SELECT count(*) FROM event_store WHERE organization_id = :o "
+                "AND event_type = 'message.received'",
+                o=org,
+            )
+            == expected
+        )
+        assert (
+            count(engine, "SELECT sum(unread_count) FROM conversations WHERE organization_id = :o", o=org)
+            == expected
+        )
+        assert count(engine, "SELECT count(*) FROM conversations WHERE organization_id = :o", o=org) == len(
+            customers
+        )
+        assert count(engine, "SELECT count(*) FROM contacts WHERE organization_id = :o", o=org) == len(
+            customers
+        )
     finally:
         if replacement is not None:
             replacement.stop()

@@ -101,8 +101,19 @@ def start_ingress(
     port = port or free_port()
     process = Process(
         "ingress",
-        [sys.executable, "-m", "uvicorn", "ingress.app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log", "--timeout-graceful-shutdown", "10"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "ingress.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "10",
+        ],
         env,
     ).start()
     url = f"http://127.0.0.1:{port}"
@@ -129,11 +140,25 @@ def start_worker(
     prom_dir = tempfile.mkdtemp(prefix="adsapp-prom-")
     process = Process(
         "worker-" + "-".join(queues),
-        [sys.executable, "-m", "dramatiq", module, "--processes", str(processes), "--threads",
-         str(threads), "--queues", *queues],
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            module,
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+            "--queues",
+            *queues,
+        ],
         # A metrics port and directory of its own, so several workers never clash.
-        {"dramatiq_prom_port": str(free_port()), "dramatiq_prom_db": prom_dir,
-         "PROMETHEUS_MULTIPROC_DIR": prom_dir, **(env or {})},
+        {
+            "dramatiq_prom_port": str(free_port()),
+            "dramatiq_prom_db": prom_dir,
+            "PROMETHEUS_MULTIPROC_DIR": prom_dir,
+            **(env or {}),
+        },
     ).start()
     # Ready when every process consumes: a broker fact, whatever the log level.
     process.wait_ready(lambda: consumers(queues[0], process.env["RABBITMQ_URL"]) >= processes, timeout)

@@ -28,9 +28,16 @@ from workers.inbound.params import run
 log = logging.getLogger(__name__)
 
 _EXTENSIONS = {
-    "image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "audio/ogg": "ogg",
-    "audio/mpeg": "mp3", "audio/aac": "aac", "audio/mp4": "m4a", "video/mp4": "mp4",
-    "video/3gpp": "3gp", "application/pdf": "pdf",
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "audio/ogg": "ogg",
+    "audio/mpeg": "mp3",
+    "audio/aac": "aac",
+    "audio/mp4": "m4a",
+    "video/mp4": "mp4",
+    "video/3gpp": "3gp",
+    "application/pdf": "pdf",
 }
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 

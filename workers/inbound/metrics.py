@@ -8,8 +8,19 @@ from domain.whatsapp.model import MEDIA_TYPES
 
 KNOWN_TYPES = frozenset(
     {
-        "text", "reaction", "location", "contacts", "interactive", "button", "order", "system",
-        "request_welcome", "unsupported", "unknown", "edit", "revoke",
+        "text",
+        "reaction",
+        "location",
+        "contacts",
+        "interactive",
+        "button",
+        "order",
+        "system",
+        "request_welcome",
+        "unsupported",
+        "unknown",
+        "edit",
+        "revoke",
     }
     | MEDIA_TYPES
 )
@@ -34,9 +45,7 @@ ACCOUNT_EVENTS = Counter(
 INVALID_DELIVERIES = Counter(
     "adsapp_inbound_invalid_deliveries_total", "Deliveries refused as unreadable (dead-lettered)"
 )
-MEDIA_FETCHES = Counter(
-    "adsapp_media_fetch_total", "Media fetch attempts by result", ["result"]
-)
+MEDIA_FETCHES = Counter("adsapp_media_fetch_total", "Media fetch attempts by result", ["result"])
 COMMIT_LATENCY = Histogram(
     "adsapp_inbound_commit_latency_seconds",
     "Webhook receipt at the ingress to commit of its change",

@@ -34,8 +34,12 @@ def make_tenant(engine: Engine, token: str | None = "tenant-token") -> Tenant:
     with UnitOfWork(engine, system=True) as uow:
         org = create_organization(uow.conn, f"org-{tag}")
         add_number(
-            uow.conn, org, phone_number_id=f"pn-{tag}", display_phone_number="15550783881",
-            waba_id=f"waba-{tag}", access_token=token,
+            uow.conn,
+            org,
+            phone_number_id=f"pn-{tag}",
+            display_phone_number="15550783881",
+            waba_id=f"waba-{tag}",
+            access_token=token,
         )
         uow.commit()
     return Tenant(org, f"pn-{tag}", f"waba-{tag}")

@@ -29,29 +29,55 @@ def graph(*, corrupt: bool = False, missing: bool = False, seen: list[str] | Non
         if seen is not None:
             seen.append(request.headers["authorization"])
         if missing:
-            return httpx.Response(404, json={"error": {"message": "Unsupported get request", "type": "GraphMethodException", "code": 100, "error_subcode": 33}})
+            return httpx.Response(
+                404,
+                json={
+                    "error": {
+                        "message": "Unsupported get request",
+                        "type": "GraphMethodException",
+                        "code": 100,
+                        "error_subcode": 33,
+                    }
+                },
+            )
         if request.url.path.startswith("/download/"):
             return httpx.Response(200, content=CONTENT[:-1] if corrupt else CONTENT)
         media_id = request.url.path.rsplit("/", 1)[-1]
-        return httpx.Response(200, json={
-            "url": f"http://graph.test/download/{media_id}", "mime_type": "image/png",
-            "sha256": hashlib.sha256(CONTENT).hexdigest(), "file_size": len(CONTENT), "id": media_id,
-        })
+        return httpx.Response(
+            200,
+            json={
+                "url": f"http://graph.test/download/{media_id}",
+                "mime_type": "image/png",
+                "sha256": hashlib.sha256(CONTENT).hexdigest(),
+                "file_size": len(CONTENT),
+                "id": media_id,
+            },
+        )
 
     return GraphClient("http://graph.test", "v21.0", transport=httpx.MockTransport(handle), retry_attempts=1)
 
 
 def _image(tenant: Tenant, deliver: Callable, media_id: str) -> None:
-    deliver(wa.delivery(wa.change(tenant.phone_number_id, messages=[wa.media("16505551234", "image", media_id)])))
+    deliver(
+        wa.delivery(wa.change(tenant.phone_number_id, messages=[wa.media("16505551234", "image", media_id)]))
+    )
 
 
 def _fetch(engine: Engine, tenant: Tenant, client: GraphClient, storage: LocalMediaStorage, media_id: str):
     route = RouteCache(engine).number(tenant.phone_number_id)
-    return fetch_media(engine=engine, graph=client, storage=storage, route=route,
-                       organization_id=tenant.organization_id, media_id=media_id)
+    return fetch_media(
+        engine=engine,
+        graph=client,
+        storage=storage,
+        route=route,
+        organization_id=tenant.organization_id,
+        media_id=media_id,
+    )
 
 
-def test_fetch_verifies_and_stores_once(engine: Engine, tenant: Tenant, deliver: Callable, tmp_path: Path) -> None:
+def test_fetch_verifies_and_stores_once(
+    engine: Engine, tenant: Tenant, deliver: Callable, tmp_path: Path
+) -> None:
     _image(tenant, deliver, "med-ok")
     storage = LocalMediaStorage(tmp_path)
     seen: list[str] = []
@@ -66,7 +92,9 @@ def test_fetch_verifies_and_stores_once(engine: Engine, tenant: Tenant, deliver:
     assert again.status == "already_stored" and len(seen) == 2
 
 
-def test_checksum_mismatch_is_retried_and_noted(engine: Engine, tenant: Tenant, deliver: Callable, tmp_path: Path) -> None:
+def test_checksum_mismatch_is_retried_and_noted(
+    engine: Engine, tenant: Tenant, deliver: Callable, tmp_path: Path
+) -> None:
     _image(tenant, deliver, "med-bad")
     with pytest.raises(TransientError):
         _fetch(engine, tenant, graph(corrupt=True), LocalMediaStorage(tmp_path), "med-bad")

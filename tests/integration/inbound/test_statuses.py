@@ -18,7 +18,9 @@ from workers.inbound.statuses import apply_pending_statuses
 pytestmark = pytest.mark.integration
 
 
-def _outbound(engine: Engine, tenant: Tenant, wamid: str, status: str = "sent", *, pending: bool = True) -> None:
+def _outbound(
+    engine: Engine, tenant: Tenant, wamid: str, status: str = "sent", *, pending: bool = True
+) -> None:
     with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
         uow.conn.exec_driver_sql(
             "INSERT INTO messages (organization_id, wamid, direction, type, text, status) "
@@ -50,8 +52,16 @@ def test_out_of_order_statuses_never_downgrade_and_every_event_is_kept(
     deliver(_statuses(tenant, wa.status(w, "sent", ts="1750000010")))
     row = _message(engine, tenant, w)
     assert row["status"] == "read"
-    assert [row[k].timestamp() for k in ("sent_at", "delivered_at", "read_at")] == [1750000010, 1750000020, 1750000030]
-    events = rows(engine, tenant.organization_id, "SELECT status, applied, pricing, conversation FROM message_status_events")
+    assert [row[k].timestamp() for k in ("sent_at", "delivered_at", "read_at")] == [
+        1750000010,
+        1750000020,
+        1750000030,
+    ]
+    events = rows(
+        engine,
+        tenant.organization_id,
+        "SELECT status, applied, pricing, conversation FROM message_status_events",
+    )
     assert sorted(e["status"] for e in events) == ["delivered", "read", "sent"]
     assert all(e["applied"] for e in events)
     assert all(e["pricing"]["pricing_model"] == "PMP" for e in events)
@@ -63,12 +73,23 @@ def test_out_of_order_statuses_never_downgrade_and_every_event_is_kept(
 def test_failed_wins_over_delivered_with_its_error(engine: Engine, tenant: Tenant, deliver: Callable) -> None:
     w = wa.wamid()
     _outbound(engine, tenant, w)
-    deliver(_statuses(tenant, wa.status(w, "delivered", ts="1750000001"),
-                      wa.status(w, "failed", ts="1750000002", error=(131026, "Message undeliverable"))))
+    deliver(
+        _statuses(
+            tenant,
+            wa.status(w, "delivered", ts="1750000001"),
+            wa.status(w, "failed", ts="1750000002", error=(131026, "Message undeliverable")),
+        )
+    )
     row = _message(engine, tenant, w)
-    assert (row["status"], row["error_code"], row["error_title"]) == ("failed", 131026, "Message undeliverable")
+    assert (row["status"], row["error_code"], row["error_title"]) == (
+        "failed",
+        131026,
+        "Message undeliverable",
+    )
     assert row["error_details"] == "Message undeliverable (details)"
-    [event] = rows(engine, tenant.organization_id, "SELECT errors FROM message_status_events WHERE status = 'failed'")
+    [event] = rows(
+        engine, tenant.organization_id, "SELECT errors FROM message_status_events WHERE status = 'failed'"
+    )
     assert event["errors"][0]["code"] == 131026
 
 
@@ -83,9 +104,14 @@ def test_status_before_its_message_is_applied_when_the_message_appears(
     engine: Engine, tenant: Tenant, deliver: Callable
 ) -> None:
     w = wa.wamid()
-    [outcome] = deliver(_statuses(tenant, wa.status(w, "delivered", ts="1750000005"), wa.status(w, "sent", ts="1750000004")))
+    [outcome] = deliver(
+        _statuses(tenant, wa.status(w, "delivered", ts="1750000005"), wa.status(w, "sent", ts="1750000004"))
+    )
     assert outcome.statuses.pending == 2
-    assert all(not e["applied"] for e in rows(engine, tenant.organization_id, "SELECT applied FROM message_status_events"))
+    assert all(
+        not e["applied"]
+        for e in rows(engine, tenant.organization_id, "SELECT applied FROM message_status_events")
+    )
     target_reaction = wa.reaction("16505551234", w, "\U0001f64f")
     deliver(wa.delivery(wa.change(tenant.phone_number_id, messages=[target_reaction])))
     _outbound(engine, tenant, w, status="sending")
@@ -97,7 +123,9 @@ def test_status_before_its_message_is_applied_when_the_message_appears(
     assert all(e["applied"] and e["message_id"] == row["id"] for e in events)
 
 
-def test_pending_status_and_send_path_racing_never_lose_the_status(engine: Engine, tenant: Tenant, deliver: Callable) -> None:
+def test_pending_status_and_send_path_racing_never_lose_the_status(
+    engine: Engine, tenant: Tenant, deliver: Callable
+) -> None:
     for _ in range(10):
         w = wa.wamid()
         barrier = threading.Barrier(2)
@@ -127,6 +155,8 @@ def test_sql_rank_rule_matches_the_domain_rule(engine: Engine, tenant: Tenant, d
     for current, incoming in itertools.product(STATUSES, webhook_statuses):
         w = wa.wamid()
         _outbound(engine, tenant, w, status=current, pending=False)
-        deliver(_statuses(tenant, wa.status(w, incoming, error=(131026, "x") if incoming == "failed" else None)))
+        deliver(
+            _statuses(tenant, wa.status(w, incoming, error=(131026, "x") if incoming == "failed" else None))
+        )
         expected = incoming if advances(MessageStatus(current), MessageStatus(incoming)) else current
         assert _message(engine, tenant, w)["status"] == expected, (current, incoming)

@@ -27,7 +27,11 @@ async def publish(url: str, queue: str, actor: str, bodies: list[str]) -> None:
         for index, body in enumerate(bodies):
             message_id = str(uuid.uuid4())
             message = encode_message(
-                queue_name=queue, actor_name=actor, body=body, received_at=1.5, request_id=f"r{index}",
+                queue_name=queue,
+                actor_name=actor,
+                body=body,
+                received_at=1.5,
+                request_id=f"r{index}",
                 message_id=message_id,
             )
             await publisher.publish(queue, message, message_id)
@@ -54,10 +58,8 @@ def run_worker(url: str, queue: str, actor_name: str, expected: int) -> list[tup
     return received
 
 
-def test_worker_consumes_what_the_ingress_declared_and_published(
-    vhost_url: str, queues: QueueReader
-) -> None:
-    body = whatsapp_body("caf\\u00e9 \u00e9 \U0001f600 \"quoted\" \\\\ end").decode()
+def test_worker_consumes_what_the_ingress_declared_and_published(vhost_url: str, queues: QueueReader) -> None:
+    body = whatsapp_body('caf\\u00e9 \u00e9 \U0001f600 "quoted" \\\\ end').decode()
     other = '{"object":"whatsapp_business_account","entry":[]}'
     asyncio.run(publish(vhost_url, jobs.INBOUND_QUEUE, jobs.WHATSAPP_DELIVERY_ACTOR, [body, other]))
 

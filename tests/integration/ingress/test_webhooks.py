@@ -92,7 +92,9 @@ def test_request_id_is_generated_when_absent(client: httpx.Client, queues: Queue
 
 def test_rotated_secret_is_still_accepted(client: httpx.Client, queues: QueueReader) -> None:
     body = whatsapp_body()
-    response = post_whatsapp(client, body, **{"x-hub-signature-256": whatsapp_signature(body, WHATSAPP_OLD_SECRET)})
+    response = post_whatsapp(
+        client, body, **{"x-hub-signature-256": whatsapp_signature(body, WHATSAPP_OLD_SECRET)}
+    )
     assert response.status_code == 200
     assert queues.depth(jobs.INBOUND_QUEUE) == 1
 

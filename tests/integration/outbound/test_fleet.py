@@ -17,12 +17,12 @@ from sqlalchemy.engine import Engine
 from config import Settings, get_settings
 from db.tables import messages
 from db.uow import UnitOfWork
-from ingress.api.resources import ConfirmedJobPublisher
 from tests.integration.outbound.conftest import queue
 from tests.support.fake_graph import RunningFakeGraph
 from tests.support.processes import Process, start_worker, wait_for
 from tests.support.tenants import Tenant, make_tenant
 from workers.graph import BreakerPolicy, BreakerRegistry
+from workers.publisher import BrokerJobPublisher
 
 pytestmark = pytest.mark.integration
 
@@ -50,15 +50,15 @@ def workers(settings: Settings, fake_graph: RunningFakeGraph, fleet_namespace: s
 
 
 @pytest.fixture(scope="module")
-def jobs(settings: Settings) -> Iterator[ConfirmedJobPublisher]:
-    publisher = ConfirmedJobPublisher(
+def jobs(settings: Settings) -> Iterator[BrokerJobPublisher]:
+    publisher = BrokerJobPublisher(
         RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[])
     )
     yield publisher
     publisher.close()
 
 
-def enqueue(tenant: Tenant, jobs: ConfirmedJobPublisher, n: int, number: str | None = None) -> list[UUID]:
+def enqueue(tenant: Tenant, jobs: BrokerJobPublisher, n: int, number: str | None = None) -> list[UUID]:
     commands = []
     for _ in range(n):
         body = {"to": tenant.contact(), "type": "text", "text": {"body": "hi"}}
@@ -99,7 +99,7 @@ def exactly_once(fake: RunningFakeGraph, ids: list[UUID], number: str) -> None:
 
 
 def test_queued_messages_are_sent_and_transient_errors_retried(
-    workers: Process, fake: RunningFakeGraph, jobs: ConfirmedJobPublisher, engine: Engine
+    workers: Process, fake: RunningFakeGraph, jobs: BrokerJobPublisher, engine: Engine
 ) -> None:
     tenant = make_tenant(engine, numbers=2)
     healthy = enqueue(tenant, jobs, 5, tenant.numbers[0])
@@ -116,7 +116,7 @@ def test_queued_messages_are_sent_and_transient_errors_retried(
 def test_an_outage_opens_the_breaker_for_every_process_and_recovery_sends_each_once(
     workers: Process,
     fake: RunningFakeGraph,
-    jobs: ConfirmedJobPublisher,
+    jobs: BrokerJobPublisher,
     engine: Engine,
     fleet_namespace: str,
 ) -> None:
@@ -148,7 +148,7 @@ def test_an_outage_opens_the_breaker_for_every_process_and_recovery_sends_each_o
 
 
 def test_pacing_holds_a_number_at_its_rate(
-    workers: Process, fake: RunningFakeGraph, jobs: ConfirmedJobPublisher, engine: Engine
+    workers: Process, fake: RunningFakeGraph, jobs: BrokerJobPublisher, engine: Engine
 ) -> None:
     mps = 20
     tenant = make_tenant(engine, mps=mps)

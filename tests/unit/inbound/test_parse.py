@@ -52,7 +52,9 @@ def test_every_type_reads_its_text_and_keeps_raw(message: dict, type_: str, text
 
 
 def test_media_reference_and_context() -> None:
-    parsed = _one(wa.media(CUSTOMER, "document", "987", sha256="abc", filename="f.pdf", mime_type="application/pdf"))
+    parsed = _one(
+        wa.media(CUSTOMER, "document", "987", sha256="abc", filename="f.pdf", mime_type="application/pdf")
+    )
     assert parsed.media.media_id == "987"
     assert parsed.media.sha256 == "abc"
     assert parsed.media.filename == "f.pdf"
@@ -88,7 +90,13 @@ def test_unsupported_keeps_its_errors() -> None:
 
 def test_statuses_with_conversation_pricing_and_errors() -> None:
     doc = wa.delivery(
-        wa.change(PN, statuses=[wa.status("wamid.a", "sent"), wa.status("wamid.b", "failed", error=(131047, "Re-engagement message"))])
+        wa.change(
+            PN,
+            statuses=[
+                wa.status("wamid.a", "sent"),
+                wa.status("wamid.b", "failed", error=(131047, "Re-engagement message")),
+            ],
+        )
     )
     [change] = parse_delivery(doc).changes
     sent, failed = change.statuses
@@ -100,7 +108,13 @@ def test_statuses_with_conversation_pricing_and_errors() -> None:
 
 def test_every_entry_and_change_is_read_in_order() -> None:
     doc = wa.delivery_entries(
-        ("waba-1", [wa.change("pn-1", messages=[wa.text("1", "a")]), wa.change("pn-2", messages=[wa.text("2", "b")])]),
+        (
+            "waba-1",
+            [
+                wa.change("pn-1", messages=[wa.text("1", "a")]),
+                wa.change("pn-2", messages=[wa.text("2", "b")]),
+            ],
+        ),
         ("waba-2", [wa.change("pn-3", statuses=[wa.status("wamid.x", "read")]), wa.template_status_update()]),
     )
     changes = parse_delivery(doc).changes
@@ -133,10 +147,26 @@ def test_nul_is_the_one_character_replaced() -> None:
         ({"object": "page", "entry": []}, "not 'whatsapp_business_account'"),
         ({"object": "whatsapp_business_account"}, "entry is not a list"),
         (wa.delivery({"field": "messages", "value": {"messages": []}}), "phone_number_id is missing"),
-        (wa.delivery(wa.change(PN, messages=[{"from": "1", "timestamp": "1", "type": "text"}])), "messages[0].id"),
-        (wa.delivery(wa.change(PN, messages=[{"id": "w", "from": "1", "timestamp": "soon", "type": "text"}])), "timestamp"),
+        (
+            wa.delivery(wa.change(PN, messages=[{"from": "1", "timestamp": "1", "type": "text"}])),
+            "messages[0].id",
+        ),
+        (
+            wa.delivery(
+                wa.change(PN, messages=[{"id": "w", "from": "1", "timestamp": "soon", "type": "text"}])
+            ),
+            "timestamp",
+        ),
         (wa.delivery(wa.change(PN, statuses=[{"id": "w", "timestamp": "1"}])), "statuses[0].status"),
-        (wa.delivery(wa.change(PN, messages=[{"id": "w", "from": "1", "timestamp": "1", "type": "reaction", "reaction": {}}])), "reaction.message_id"),
+        (
+            wa.delivery(
+                wa.change(
+                    PN,
+                    messages=[{"id": "w", "from": "1", "timestamp": "1", "type": "reaction", "reaction": {}}],
+                )
+            ),
+            "reaction.message_id",
+        ),
     ],
 )
 def test_bad_shapes_are_refused_with_the_place(document: object, where: str) -> None:

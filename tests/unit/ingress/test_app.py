@@ -70,7 +70,9 @@ def publisher() -> FakePublisher:
 async def client(publisher: FakePublisher) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(whatsapp_app_secret=SECRET)  # type: ignore[call-arg]
     app = create_app(
-        settings, publisher=publisher, probes={"rabbitmq": up, "postgres": down, "redis": up},
+        settings,
+        publisher=publisher,
+        probes={"rabbitmq": up, "postgres": down, "redis": up},
         configure_logs=False,
     )
     async with app.router.lifespan_context(app):
@@ -97,7 +99,9 @@ async def test_publish_failure_is_503_and_counted(
 
 
 async def test_queued_message_carries_request_id(client: httpx.AsyncClient, publisher: FakePublisher) -> None:
-    response = await client.post("/webhooks/whatsapp", content=BODY, headers={**signed(), "x-request-id": "abc"})
+    response = await client.post(
+        "/webhooks/whatsapp", content=BODY, headers={**signed(), "x-request-id": "abc"}
+    )
     assert response.status_code == 200
     [(queue, raw)] = publisher.published
     assert queue == "inbound"

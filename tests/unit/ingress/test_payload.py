@@ -49,8 +49,13 @@ def test_deep_nesting_does_not_block() -> None:
 
 @pytest.mark.parametrize(
     "document",
-    [[], "x", {"object": "page", "entry": []}, {"object": "whatsapp_business_account"},
-     {"object": "whatsapp_business_account", "entry": {}}],
+    [
+        [],
+        "x",
+        {"object": "page", "entry": []},
+        {"object": "whatsapp_business_account"},
+        {"object": "whatsapp_business_account", "entry": {}},
+    ],
 )
 def test_whatsapp_shape(document: object) -> None:
     with pytest.raises(InvalidBody):

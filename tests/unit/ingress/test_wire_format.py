@@ -27,8 +27,12 @@ def test_declarations_match_dramatiq() -> None:
 def test_message_decodes_as_a_dramatiq_message() -> None:
     body = '{"a":"caf\\u00e9 é 😀"}'
     raw = encode_message(
-        queue_name="inbound", actor_name="process_whatsapp_delivery", body=body, received_at=12.5,
-        request_id="rid", message_id="0b9f6c1e-8f1a-4c5d-9e2f-3a4b5c6d7e8f",
+        queue_name="inbound",
+        actor_name="process_whatsapp_delivery",
+        body=body,
+        received_at=12.5,
+        request_id="rid",
+        message_id="0b9f6c1e-8f1a-4c5d-9e2f-3a4b5c6d7e8f",
     )
     message = Message.decode(raw)
     assert message.queue_name == "inbound"
