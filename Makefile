@@ -25,6 +25,7 @@ run: migrate
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: install
 	$(BIN)/mypy --strict config domain db ingress workers
@@ -36,9 +37,11 @@ test: lint typecheck
 unit: install
 	$(BIN)/pytest -q tests/unit
 
+## bench: the three benchmarks (ingress needs wrk: apt-get install wrk); each prints JSON
 bench: install
-	$(BIN)/python bench/ingress.py
-	$(BIN)/python bench/inbound.py
+	$(BIN)/python -m bench.ingress
+	$(BIN)/python -m bench.inbound
+	$(BIN)/python -m bench.outbound
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
