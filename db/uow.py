@@ -238,6 +238,11 @@ class BatchedWork:
                     conn.rollback()
                 self._dbapi.rollback()  # nothing to do unless a transaction is still open
                 self._dbapi.autocommit = False
+        except BaseException:
+            # A connection left in autocommit (or mid-transaction) must never reach the next unit
+            # of work through the pool: its SET LOCAL scope and atomicity would be gone.
+            conn.invalidate()
+            raise
         finally:
             conn.close()
 

@@ -6,9 +6,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from config import get_settings
 from db import tables as t
+from db.engine import create_db_engine
 from db.repos.organizations import create_organization
-from db.uow import UnitOfWork, UnitOfWorkError
+from db.uow import BatchedWork, UnitOfWork, UnitOfWorkError
 from domain.ports import Job
 from tests.support.jobs import RecordingPublisher
 
@@ -106,3 +108,59 @@ def test_a_failed_publish_leaves_the_job_in_the_outbox(engine: Engine) -> None:
         uow.conn.execute(sa.delete(t.outbox).where(t.outbox.c.args[0].astext == "kept-for-sweep"))
         uow.commit()
     assert count == 1
+
+
+def _org(engine: Engine) -> uuid.UUID:
+    with UnitOfWork(engine, system=True) as uow:
+        org = create_organization(uow.conn, "batched")
+        uow.commit()
+    return org
+
+
+def _events(engine: Engine, org: uuid.UUID, marker: str) -> int:
+    with UnitOfWork(engine, organization_id=org) as uow:
+        return int(
+            uow.conn.execute(
+                sa.select(sa.func.count())
+                .select_from(t.event_store)
+                .where(t.event_store.c.event_type == marker)
+            ).scalar_one()
+        )
+
+
+_INSERT_EVENT = (
+    "INSERT INTO event_store (organization_id, aggregate_type, aggregate_id, event_type, payload)"
+    " VALUES (%(org)s, 'test', 'x', %(marker)s, '{}')"
+)
+
+
+def test_batched_work_commits_in_one_send_under_the_tenant_scope(settings: object) -> None:
+    engine = create_db_engine(get_settings(), pool_size=1, pre_ping=False)
+    try:
+        org, other = _org(engine), _org(engine)
+        with BatchedWork(engine, org) as work:
+            work.send(_INSERT_EVENT, {"org": org, "marker": "batched-commit"}, commit=True)
+        assert _events(engine, org, "batched-commit") == 1
+        with pytest.raises(sa.exc.DBAPIError, match="row-level security"), BatchedWork(engine, org) as work:
+            work.send(_INSERT_EVENT, {"org": other, "marker": "batched-foreign"}, commit=True)
+        assert _events(engine, other, "batched-foreign") == 0
+    finally:
+        engine.dispose()
+
+
+def test_batched_work_rolls_back_unless_committed_and_hands_back_a_transactional_connection(
+    settings: object,
+) -> None:
+    # One pooled connection, so the unit of work after the batch gets the very same one.
+    engine = create_db_engine(get_settings(), pool_size=1, pre_ping=False)
+    try:
+        org = _org(engine)
+        with BatchedWork(engine, org) as work:
+            work.send(_INSERT_EVENT, {"org": org, "marker": "batched-rollback"})
+        assert _events(engine, org, "batched-rollback") == 0
+        with UnitOfWork(engine, organization_id=org) as uow:
+            uow.conn.exec_driver_sql(_INSERT_EVENT, {"org": org, "marker": "after-batch"})
+            # Not committed: if the batch had left the connection in autocommit, this row would stay.
+        assert _events(engine, org, "after-batch") == 0
+    finally:
+        engine.dispose()
