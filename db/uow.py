@@ -62,9 +62,16 @@ class UnitOfWork:
         return self._conn
 
     def __enter__(self) -> Self:
-        self._conn = self._engine.connect()
-        self._conn.begin()
-        set_scope(self._conn, self.organization_id, self.system)
+        conn = self._engine.connect()
+        try:
+            conn.begin()
+            set_scope(conn, self.organization_id, self.system)
+        except BaseException:
+            # __exit__ does not run when __enter__ fails: give the connection back here.
+            conn.invalidate()
+            conn.close()
+            raise
+        self._conn = conn
         return self
 
     def enqueue(self, job: Job) -> None:
