@@ -107,7 +107,18 @@ def create_app(
     # /api/v1 does SQL (unlike the webhook path); its engine, Redis and broker connect lazily.
     api = ApiState(settings, registry=metrics.registry)
 
-    whatsapp = WebhookRoute(
+    def route(source: WebhookSource, path: str, verify_token: str | None = None) -> WebhookRoute:
+        return WebhookRoute(
+            source,
+            publisher=active_publisher,
+            metrics=metrics,
+            max_body_bytes=settings.max_body_bytes,
+            max_json_depth=settings.max_json_depth,
+            path=path,
+            verify_token=verify_token,
+        )
+
+    whatsapp = route(
         WebhookSource(
             name="whatsapp",
             queue_name=jobs.INBOUND_QUEUE,
@@ -116,14 +127,10 @@ def create_app(
             verifier=WhatsAppVerifier([s.get_secret_value() for s in settings.whatsapp_app_secret]),
             check_shape=check_whatsapp_shape,
         ),
-        publisher=publisher,
-        metrics=metrics,
-        max_body_bytes=settings.max_body_bytes,
-        max_json_depth=settings.max_json_depth,
-        path=WHATSAPP_PATH,
+        WHATSAPP_PATH,
         verify_token=settings.whatsapp_verify_token.get_secret_value(),
     )
-    stripe = WebhookRoute(
+    stripe = route(
         WebhookSource(
             name="stripe",
             queue_name=jobs.BILLING_QUEUE,
@@ -132,11 +139,7 @@ def create_app(
             verifier=StripeVerifier([s.get_secret_value() for s in settings.stripe_webhook_secret]),
             check_shape=check_stripe_shape,
         ),
-        publisher=publisher,
-        metrics=metrics,
-        max_body_bytes=settings.max_body_bytes,
-        max_json_depth=settings.max_json_depth,
-        path=STRIPE_PATH,
+        STRIPE_PATH,
     )
 
     @asynccontextmanager

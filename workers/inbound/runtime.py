@@ -14,7 +14,6 @@ from workers.storage.local import LocalMediaStorage
 
 _lock = threading.Lock()
 _built: tuple[resources.Resources, Deps] | None = None
-_graph: GraphClient | None = None
 _storage: LocalMediaStorage | None = None
 
 
@@ -37,11 +36,8 @@ def deps() -> Deps:
 
 
 def graph() -> GraphClient:
-    global _graph
-    with _lock:
-        if _graph is None:
-            _graph = GraphClient.from_settings(resources.current().settings)
-        return _graph
+    """The process's Graph API client, made once at worker boot (shared with the send path)."""
+    return resources.current().graph.client
 
 
 def storage() -> LocalMediaStorage:
@@ -54,8 +50,6 @@ def storage() -> LocalMediaStorage:
 
 def reset() -> None:
     """Forget everything built (tests that swap resources or settings)."""
-    global _built, _graph, _storage
+    global _built, _storage
     with _lock:
-        if _graph is not None:
-            _graph.close()
-        _built = _graph = _storage = None
+        _built = _storage = None
