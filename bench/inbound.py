@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from bench.history import seed_history
 from bench.paced_load import percentile, run_paced
 
 SECRET = "bench-app-secret"
@@ -105,43 +106,6 @@ def _window(engine: sa.Engine, tag: str) -> dict[str, Any]:
             "max": round(max(lat), 1) if lat else None,
         },
     }
-
-
-def _seed_history(engine: sa.Engine, per_tenant: int) -> None:
-    """Give every tenant a history (contacts, conversations, messages) and ANALYZE, as a live
-    database has: plans made against empty tables would not be the ones production runs."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                """
-                INSERT INTO contacts (organization_id, wa_id, phone, profile_name, last_inbound_at)
-                SELECT o.id, 'h' || o.id || '-' || g, 'h' || g, 'History ' || g, now() - interval '2 days'
-                FROM organizations o, generate_series(1, :contacts) g
-                """
-            ),
-            {"contacts": max(1, per_tenant // 10)},
-        )
-        conn.execute(
-            sa.text(
-                """
-                INSERT INTO conversations (organization_id, contact_id, status, last_message_at)
-                SELECT c.organization_id, c.id, 'resolved', now() - interval '2 days' FROM contacts c
-                """
-            )
-        )
-        conn.execute(
-            sa.text(
-                """
-                INSERT INTO messages (organization_id, conversation_id, contact_id, wamid, direction, type,
-                                      text, status, raw, created_at)
-                SELECT v.organization_id, v.id, v.contact_id, 'wamid.history.' || v.id || '.' || g, 'inbound',
-                       'text', 'old message ' || g, 'received', '{}'::jsonb, now() - interval '2 days'
-                FROM conversations v, generate_series(1, 10) g
-                """
-            )
-        )
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("ANALYZE"))
 
 
 def _baseline(processes: int, threads: int, count: int) -> dict[str, Any]:
@@ -249,7 +213,7 @@ def main() -> None:
                     )
                     numbers.append(f"bench-pn-{n}")
                 uow.commit()
-            _seed_history(engine, args.history)
+            seed_history(engine, args.history)
             report: dict[str, Any] = {
                 "command": " ".join([os.path.basename(sys.executable), "-m", "bench.inbound", *sys.argv[1:]]),
                 "cores": os.cpu_count(),

@@ -29,12 +29,15 @@ import httpx
 import orjson
 import sqlalchemy as sa
 
+from bench.history import seed_history
 from bench.paced_load import percentile
 
 BATCH = 100
+# This run's messages, not the seeded history.
+_MINE = "text LIKE 'bench %'"
 
 
-def _setup(numbers: int, mps: int) -> tuple[Any, list[tuple[uuid.UUID, str]]]:
+def _setup(numbers: int, mps: int, history: int) -> tuple[Any, list[tuple[uuid.UUID, str]]]:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
@@ -59,6 +62,9 @@ def _setup(numbers: int, mps: int) -> tuple[Any, list[tuple[uuid.UUID, str]]]:
             )  # fmt: skip
             routes.append((org, pnid))
         uow.commit()
+    owner = create_db_engine(settings, pool_size=1, as_app_role=False)
+    seed_history(owner, history)
+    owner.dispose()
     return engine, routes
 
 
@@ -122,7 +128,9 @@ def _wait_sent(engine: Any, total: int, timeout: float) -> int:
             conn.execute(sa.text("SELECT set_config('app.system', 'on', false)"))
             done = int(
                 conn.execute(
-                    sa.text("SELECT count(*) FROM messages WHERE status <> 'queued' AND status <> 'sending'")
+                    sa.text(
+                        f"SELECT count(*) FROM messages WHERE {_MINE} AND status NOT IN ('queued', 'sending')"
+                    )
                 ).scalar_one()
             )
         if done >= total:
@@ -134,17 +142,23 @@ def _wait_sent(engine: Any, total: int, timeout: float) -> int:
 def _results(engine: Any) -> dict[str, Any]:
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT set_config('app.system', 'on', false)"))
-        rows = conn.execute(sa.text("SELECT status, count(*) FROM messages GROUP BY status")).all()
+        rows = conn.execute(
+            sa.text(f"SELECT status, count(*) FROM messages WHERE {_MINE} GROUP BY status")
+        ).all()
         statuses = {str(r[0]): int(r[1]) for r in rows}
         span = conn.execute(
             sa.text(
-                "SELECT extract(epoch FROM max(sent_at) - min(sent_at)) FROM messages WHERE status = 'sent'"
+                "SELECT extract(epoch FROM max(sent_at) - min(sent_at)) FROM messages "
+                f"WHERE {_MINE} AND status = 'sent'"
             )
         ).scalar_one()
         latency = [
             float(r[0]) * 1000
             for r in conn.execute(
-                sa.text("SELECT extract(epoch FROM sent_at - created_at) FROM messages WHERE status = 'sent'")
+                sa.text(
+                    "SELECT extract(epoch FROM sent_at - created_at) FROM messages "
+                    f"WHERE {_MINE} AND status = 'sent'"
+                )
             )
         ]
     sent = int(statuses.get("sent", 0))
@@ -203,6 +217,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--ceiling-requests", type=int, default=10_000)
+    parser.add_argument("--history", type=int, default=2_000, help="messages already stored per tenant")
     args = parser.parse_args()
 
     from config import get_settings
@@ -229,7 +244,7 @@ def main() -> None:
         try:
             fake.wait_ready(lambda: _up(fake_url), 30)
             httpx.post(f"{fake_url}/_fake/config", json={"latency_ms": args.latency_ms}).raise_for_status()
-            engine, routes = _setup(args.numbers, args.mps)
+            engine, routes = _setup(args.numbers, args.mps, args.history)
             worker = start_worker(["outbound"], processes=args.processes, threads=args.threads, timeout=60)
             produce_s = _produce(engine, routes, args.messages, args.rate, args.publishers)
             done = _wait_sent(engine, args.messages, 600)
@@ -247,6 +262,7 @@ def main() -> None:
                 "produce_s": round(produce_s, 2),
                 "produced_per_s": round(args.messages / produce_s, 1),
                 "worker": {"processes": args.processes, "threads": args.threads},
+                "history_messages_per_tenant": args.history,
                 "settled": done,
             }
             report.update(_results(engine))

@@ -185,6 +185,12 @@ messages = Table(
     Column("reaction_emoji", Text),
     Column("reaction_at", DateTime(timezone=True)),
     CheckConstraint("direction in ('inbound', 'outbound')", name="direction_known"),
+    # Only a send is ever queued or in flight: the send path's claim relies on it (see
+    # db/repos/outbound.py) instead of naming the direction.
+    CheckConstraint(
+        "direction = 'outbound' OR status NOT IN ('queued', 'sending', 'ambiguous')",
+        name="pending_is_outbound",
+    ),
     CheckConstraint(
         "status in ('received', 'queued', 'sending', 'sent', 'delivered', 'read', 'failed', 'ambiguous')",
         name="status_known",

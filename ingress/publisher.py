@@ -170,8 +170,10 @@ class RabbitPublisher:
         assert self._channel is not None
         channel = await self._channel.get_underlay_channel()
         properties = Basic.Properties(delivery_mode=_PERSISTENT, message_id=message_id)
+        # wait=False: no per-publish socket drain; the confirm awaited below already proves the
+        # frame was written and persisted, and a dead connection fails the confirm instead.
         await channel.basic_publish(
-            body, exchange="", routing_key=queue_name, properties=properties, mandatory=True
+            body, exchange="", routing_key=queue_name, properties=properties, mandatory=True, wait=False
         )
 
     async def close(self, drain_timeout: float) -> None:

@@ -245,10 +245,14 @@ class Claimed:
 
 # The hot path of every send, so plain SQL (psycopg prepares it after a few uses) in one statement:
 # the claim, and the message counted against the month's usage on its first attempt.
+# It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
+# conditions match the partial index of pending sends, which the planner then prefers to the
+# primary key whenever its statistics predate a burst of queued sends (a bulk campaign), and every
+# claim would scan every queued message.
 _CLAIM_QUEUED = """
 WITH claimed AS (
     UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = now()
-    WHERE id = %(id)s AND direction = 'outbound' AND status = 'queued' AND wamid IS NULL
+    WHERE id = %(id)s AND status = 'queued' AND wamid IS NULL
     RETURNING organization_id, attempts, raw, created_at
 ), counted AS (
     INSERT INTO usage_counters AS u (organization_id, period, metric, value)
