@@ -4,7 +4,9 @@ Starts the ingress under uvicorn with the production flags against a fresh Rabbi
   1. max throughput: wrk, closed loop, signed ~2 KB deliveries; p50/p99 from wrk;
   2. fixed 1,000 req/s: an open-loop paced client; p50/p99 from each request's scheduled time;
   3. checks that the queue holds exactly as many messages as there were 200s;
-  4. the plain ceiling: the same app with publishing switched off, under the same wrk load.
+  4. the plain ceiling: the same app with publishing switched off, under the same wrk load;
+  5. the 4,500/s target, raw and scaled by this run's plain ceiling against the reference
+     machine's (see bench/reference.py).
 Prints one JSON object. Needs wrk (Debian: `apt-get install wrk`) and rabbitmqctl.
 
     .venv/bin/python bench/ingress.py [--duration 10] [--connections 128] [--workers 2]
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.paced_load import percentile, run_paced  # noqa: E402
+from bench.reference import PLAIN_WEBHOOK_PER_S, scaled_target  # noqa: E402
 from config.settings import get_settings  # noqa: E402
 from domain import jobs  # noqa: E402
 from tests.support.services import rabbitmq_vhost  # noqa: E402
@@ -285,8 +288,12 @@ def main() -> None:
             ceiling = run_wrk(f"{plain.base}{PATH}", script, args.duration, args.connections, args.threads)
         result["plain_ceiling"] = ceiling
         result["queued_to_plain_ratio"] = round(queued["rps"] / ceiling["rps"], 3)
+        result["throughput_target"] = scaled_target(
+            4500, result["queued"]["verified_rps"], ceiling["rps"], PLAIN_WEBHOOK_PER_S
+        )
         result["targets"] = {
             "verified_rps>=4500": result["queued"]["verified_rps"] >= 4500,
+            "verified_rps>=scaled_target": result["throughput_target"]["met_scaled"],
             "paced_p99_ms<=10": result["paced"]["p99_ms"] <= 10,
             "every_200_queued": ok,
         }

@@ -298,12 +298,27 @@ RETURNING created_at
 """
 
 
-def record_sent(work: BatchedWork, message_id: UUID, attempt: int, wamid: str) -> datetime | None:
-    """Store the wamid and `sent`; returns the message's creation time, None if not this attempt's.
-    Sent with the transaction's BEGIN and scope when it is its first statement."""
-    row = work.send(_RECORD_SENT, {"id": message_id, "attempt": attempt, "wamid": wamid}).fetchone()
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    created_at: datetime | None  # the message's creation time; None if the attempt was not current
+    after: list[Any]  # the rows of the last statement sent along (`then`), if any
+
+
+def record_sent(work: BatchedWork, message_id: UUID, attempt: int, wamid: str, *, then: str = "") -> Recorded:
+    """Store the wamid and `sent`, with the transaction's BEGIN and scope when it is its first
+    statement, and `then` (statements taking `wamid`) in the same round trip, each with its own
+    snapshot: the send path's catch-up on what arrived for the wamid before it was known."""
+    cursor = work.send(
+        f"{_RECORD_SENT}; {then}" if then else _RECORD_SENT,
+        {"id": message_id, "attempt": attempt, "wamid": wamid},
+    )
+    row = cursor.fetchone()
+    after: list[Any] = []
+    if then:
+        while cursor.nextset():
+            after = cursor.fetchall() if cursor.description else []
     created = None if row is None else row.created_at
-    return created if isinstance(created, datetime) else None
+    return Recorded(created if isinstance(created, datetime) else None, after)
 
 
 def record_failed(

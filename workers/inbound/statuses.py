@@ -163,17 +163,25 @@ def record_statuses(
     )
 
 
+# What the send path sends right after recording a wamid, in the same round trip: the wamid's lock
+# (taken after the record, before the claim's snapshot: each statement of a query takes its own),
+# then the claim. `apply_caught_up` applies what it returns.
+CATCH_UP_SQL = f"{_LOCK_ONE}; {_CATCH_UP_AND_CLAIM_PENDING}"
+
+
 def apply_pending_statuses(conn: Connection, wamid: str) -> StatusOutcome:
     """Apply what arrived for `wamid` before its message row existed (statuses, and the customer's
-    reaction to it). The outbound send path calls this in the transaction that records the wamid."""
-    # The lock must be held before the claim's snapshot is taken, so they are two statements; they
-    # travel as one query (each statement of it still takes its own snapshot).
+    reaction to it), in the transaction that has just recorded the wamid."""
     dbapi: Any = conn.connection.dbapi_connection
     cursor = psycopg.ClientCursor(dbapi, row_factory=namedtuple_row)
-    cursor.execute(f"{_LOCK_ONE}; {_CATCH_UP_AND_CLAIM_PENDING}", {"wamid": wamid})
+    cursor.execute(CATCH_UP_SQL, {"wamid": wamid})
     cursor.nextset()
-    rows: list[Any] = cursor.fetchall()
-    changed, stale = _apply(conn, rows)
+    return apply_caught_up(conn, cursor.fetchall())
+
+
+def apply_caught_up(conn: Connection, rows: Sequence[Any]) -> StatusOutcome:
+    """Apply the parked statuses `CATCH_UP_SQL` claimed (nearly always none)."""
+    changed, stale = _apply(conn, rows) if rows else ([], 0)
     return StatusOutcome(
         recorded=0,
         applied=len(changed),

@@ -48,7 +48,7 @@ from domain.errors import (
 from domain.outbound import ClaimVerdict, decide_claim, send_job
 from domain.ports import Job, JobPublisher
 from workers.graph import BreakerRegistry, GraphClient, Pacer, SendResult
-from workers.inbound.statuses import apply_pending_statuses
+from workers.inbound import statuses
 from workers.outbound import metrics
 from workers.outbound.billing_gate import BillingGate
 
@@ -93,7 +93,6 @@ class SendDeps:
     lease_seconds: float = 120.0
     pace_max_wait: float = 2.0
     billing: BillingGate = field(default_factory=BillingGate)
-    apply_pending: Callable[[Connection, str], Any] = field(default=apply_pending_statuses)
 
 
 class _Settled(Exception):
@@ -211,17 +210,20 @@ def _settle_unclaimed(uow: UnitOfWork, cmd: SendCommand, deps: SendDeps) -> NoRe
 
 
 def _record_sent(cmd: SendCommand, deps: SendDeps, attempt: _Attempt, result: SendResult) -> None:
-    """The wamid, and what arrived for it before it was known, in one transaction of three round
-    trips: BEGIN, scope and update; the pending statuses and reaction; COMMIT."""
+    """The wamid, and what arrived for it before it was known, in one transaction of two round
+    trips: BEGIN, scope, update and the catch-up on parked statuses; COMMIT."""
 
     def once() -> datetime | None:
         with BatchedWork(deps.engine, cmd.organization_id) as work:
-            created = repo.record_sent(work, cmd.message_id, attempt.number, result.wamid)
-            if created is None:
+            recorded = repo.record_sent(
+                work, cmd.message_id, attempt.number, result.wamid, then=statuses.CATCH_UP_SQL
+            )
+            if recorded.created_at is None:
                 return None
-            deps.apply_pending(work.conn, result.wamid)
+            if recorded.after:
+                statuses.apply_caught_up(work.conn, recorded.after)
             work.commit()
-            return created
+            return recorded.created_at
 
     created = _settle_retrying(once)
     if created is None:

@@ -17,7 +17,7 @@ from domain.errors import GraphApiTransient
 from tests.integration.outbound.conftest import RecordingPublisher, command_of, final, queue
 from tests.support.fake_graph import RunningFakeGraph
 from tests.support.tenants import Tenant
-from workers.graph import Pacer
+from workers.graph import GraphClient, Pacer, SendResult
 from workers.outbound.handler import SendDeps, SendOutcome, send_message
 
 pytestmark = pytest.mark.integration
@@ -53,26 +53,45 @@ def test_queued_sending_sent_with_the_wamid(deps: SendDeps, fake: RunningFakeGra
     assert sent["payload"]["text"] == {"body": "hi", "preview_url": False}
 
 
+class _StatusFirst:
+    """The Graph client, with Meta's `delivered` webhook processed (parked, its message unknown)
+    between Meta's answer and the send path recording the wamid."""
+
+    def __init__(self, graph: GraphClient, engine: sa.Engine, organization_id: object) -> None:
+        self._graph, self._engine, self._org = graph, engine, organization_id
+        self.wamids: list[str] = []
+
+    def send_message(self, phone_number_id: str, token: str, payload: dict[str, object]) -> SendResult:
+        result = self._graph.send_message(phone_number_id, token, payload)
+        self.wamids.append(result.wamid)
+        with UnitOfWork(self._engine, system=True) as uow:
+            uow.conn.execute(
+                sa.insert(message_status_events).values(
+                    organization_id=self._org, wamid=result.wamid, status="delivered",
+                    occurred_at=datetime.now(UTC), raw={}, applied=False,
+                )
+            )  # fmt: skip
+            uow.commit()
+        return result
+
+
 def test_statuses_that_arrived_first_are_applied_with_the_wamid(
     deps: SendDeps, fake: RunningFakeGraph, tenant: Tenant
 ) -> None:
     cmd = queue(tenant)
-    wamids: list[str] = []
+    graph = _StatusFirst(deps.graph, deps.engine, tenant.organization_id)
 
-    def early_status(conn: sa.Connection, wamid: str) -> object:
-        wamids.append(wamid)
-        conn.execute(
-            sa.insert(message_status_events).values(
-                organization_id=tenant.organization_id, wamid=wamid, status="delivered",
-                occurred_at=datetime.now(UTC), raw={}, applied=False,
-            )
-        )  # fmt: skip
-        return deps.apply_pending(conn, wamid)
-
-    assert send_message(cmd, replace(deps, apply_pending=early_status)) is SendOutcome.SENT
+    assert send_message(cmd, replace(deps, graph=graph)) is SendOutcome.SENT  # type: ignore[arg-type]
     row = tenant.message(cmd.message_id)
-    assert row["wamid"] == wamids[0]
+    assert row["wamid"] == graph.wamids[0]
     assert row["status"] == "delivered" and row["delivered_at"] is not None
+    with UnitOfWork(deps.engine, system=True) as uow:
+        parked = uow.conn.execute(
+            sa.select(message_status_events.c.applied, message_status_events.c.message_id).where(
+                message_status_events.c.wamid == graph.wamids[0]
+            )
+        ).one()
+    assert parked.applied and parked.message_id == cmd.message_id
 
 
 def test_a_permanent_error_fails_once_with_its_code(
