@@ -1,13 +1,16 @@
-"""A no-op actor on the fleet's broker setup, for the drain baseline of bench/inbound.py:
-`dramatiq bench.noop_worker --queues bench_noop`."""
+"""A no-op actor on a default Dramatiq RabbitMQ broker (Dramatiq's own middleware, nothing of the
+fleet's), for the drain baseline of bench/inbound.py: `dramatiq bench.noop_worker --queues bench_noop`.
+Plain on purpose: it is the like-for-like of the reference machine's no-op drain figure."""
 
 from __future__ import annotations
 
+import os
+
 import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from workers.broker import setup_broker
-
-broker = setup_broker()
+broker = RabbitmqBroker(url=os.environ["RABBITMQ_URL"])
+dramatiq.set_broker(broker)
 
 
 @dramatiq.actor(queue_name="bench_noop", max_retries=0)

@@ -8,8 +8,10 @@ from __future__ import annotations
 from config import get_settings
 from config.logging import configure_logging
 from workers.broker import setup_broker
+from workers.gc_freeze import FreezeAfterBoot
 
 configure_logging(get_settings().log_level, only=True)
 broker = setup_broker()
+broker.add_middleware(FreezeAfterBoot())
 
 from workers import actors  # noqa: E402,F401  (registers every actor on the broker set above)
