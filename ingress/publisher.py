@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 import aio_pika
 import aiormq
@@ -168,7 +168,8 @@ class RabbitPublisher:
 
     async def _publish_once(self, queue_name: str, body: bytes, message_id: str) -> None:
         assert self._channel is not None
-        channel = await self._channel.get_underlay_channel()
+        # aiormq's concrete channel: its basic_publish takes `wait`, which the abstract one omits.
+        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
         properties = Basic.Properties(delivery_mode=_PERSISTENT, message_id=message_id)
         # wait=False: no per-publish socket drain; the confirm awaited below already proves the
         # frame was written and persisted, and a dead connection fails the confirm instead.
