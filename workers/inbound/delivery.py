@@ -71,7 +71,12 @@ def _count(outcome: Outcome, field: str) -> None:
     if outcome.duplicates:
         metrics.DUPLICATES_SKIPPED.inc(outcome.duplicates)
     statuses = outcome.statuses
-    counts = {"applied": statuses.applied, "stale": statuses.stale, "pending": statuses.pending}
+    counts = {
+        "applied": statuses.applied,
+        "stale": statuses.stale,
+        "pending": statuses.pending,
+        "reconciled": statuses.reconciled,
+    }
     for result, n in counts.items():
         if n:
             metrics.STATUSES.labels(result).inc(n)

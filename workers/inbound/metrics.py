@@ -33,7 +33,8 @@ DUPLICATES_SKIPPED = Counter(
 )
 STATUSES = Counter(
     "adsapp_inbound_statuses_total",
-    "Status webhooks: applied (message moved forward), stale (kept, not applied), pending (message unknown)",
+    "Status webhooks: applied (message moved forward), stale (kept, not applied), pending (message unknown), "
+    "reconciled (an ambiguous send identified by its callback data)",
     ["result"],
 )
 UNKNOWN_TENANTS = Counter(

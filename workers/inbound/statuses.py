@@ -10,6 +10,10 @@
   and Meta can be faster) is kept with `applied = false` and applied by `apply_pending_statuses`
   when the send path records that wamid. Both sides take a transaction-scoped advisory lock on the
   wamid first, so one of them always sees the other's committed row.
+- A status for an unknown wamid whose `biz_opaque_callback_data` names one of this organization's
+  `ambiguous` sends (the call timed out or its answer was lost, so the wamid was never recorded)
+  settles it: the message adopts the wamid, and the status applies as to any other send. Meta
+  reporting on the message is the proof it was sent; nothing is sent again either way.
 """
 
 from __future__ import annotations
@@ -43,6 +47,15 @@ SELECT pg_advisory_xact_lock(hashtextextended(w, 0)) FROM unnest(%(wamids)s::tex
 
 _FIND = """
 SELECT wamid, id FROM messages WHERE wamid = ANY(%(wamids)s::text[]) AND direction = 'outbound'
+"""
+
+# Only an `ambiguous` send adopts a wamid: one still `sending` is mid-call and will record its own.
+_ADOPT = """
+UPDATE messages m SET wamid = a.wamid, error_code = NULL, error_title = NULL, error_details = NULL,
+    updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(wamids)s::text[]) AS a(id, wamid)
+WHERE m.id = a.id AND m.direction = 'outbound' AND m.status = 'ambiguous' AND m.wamid IS NULL
+RETURNING m.wamid, m.id
 """
 
 _RECORD = """
@@ -119,6 +132,7 @@ class StatusOutcome:
     applied: int = 0
     stale: int = 0
     pending: int = 0
+    reconciled: int = 0  # ambiguous sends settled by a status naming them
     # (message id, wamid, status now on the message) for each message that moved forward.
     changed: tuple[tuple[UUID, str, str], ...] = ()
     # (event id, wamid, status, message id or None) for each new status event.
@@ -131,10 +145,14 @@ def record_statuses(
     wamids = sorted({s.wamid for s in statuses})
     known = _find(conn, wamids)
     missing = [w for w in wamids if w not in known]
+    reconciled = 0
     if missing:
         # Serialise with a send path recording one of these wamids right now (see module doc).
         run(conn, _LOCK, {"wamids": missing})
         known.update(_find(conn, missing))
+        adopted = _adopt(conn, [s for s in statuses if s.wamid not in known])
+        known.update(adopted)
+        reconciled = len(adopted)
     rows = run(
         conn,
         _RECORD,
@@ -158,6 +176,7 @@ def record_statuses(
         applied=len(changed),
         stale=stale,
         pending=pending,
+        reconciled=reconciled,
         changed=tuple(changed),
         events=tuple((r.id, r.wamid, r.status, r.message_id) for r in rows),
     )
@@ -189,6 +208,29 @@ def apply_caught_up(conn: Connection, rows: Sequence[Any]) -> StatusOutcome:
         changed=tuple(changed),
         events=tuple((r.id, r.wamid, r.status, r.message_id) for r in rows),
     )
+
+
+def _adopt(conn: Connection, statuses: Iterable[StatusUpdate]) -> dict[str, UUID]:
+    """Ambiguous sends named by these statuses' callback data take their wamids (see module doc)."""
+    claims: dict[str, UUID] = {}
+    for status in statuses:
+        message_id = _callback_message_id(status)
+        if message_id is not None and message_id not in claims.values():
+            claims.setdefault(status.wamid, message_id)
+    if not claims:
+        return {}
+    rows = run(conn, _ADOPT, {"ids": [str(i) for i in claims.values()], "wamids": list(claims)})
+    return {r.wamid: r.id for r in rows}
+
+
+def _callback_message_id(status: StatusUpdate) -> UUID | None:
+    marker = status.raw.get("biz_opaque_callback_data")
+    if not isinstance(marker, str):
+        return None
+    try:
+        return UUID(marker)
+    except ValueError:
+        return None  # another sender's marker, not one of our message ids
 
 
 def _find(conn: Connection, wamids: list[str]) -> dict[str, UUID]:

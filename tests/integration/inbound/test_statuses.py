@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from db.uow import UnitOfWork
 from domain.status import MessageStatus, advances
-from tests.integration.inbound.conftest import Tenant, rows
+from tests.integration.inbound.conftest import Tenant, make_tenant, rows
 from tests.support import whatsapp as wa
 from workers.inbound.statuses import apply_pending_statuses
 
@@ -160,3 +160,79 @@ def test_sql_rank_rule_matches_the_domain_rule(engine: Engine, tenant: Tenant, d
         )
         expected = incoming if advances(MessageStatus(current), MessageStatus(incoming)) else current
         assert _message(engine, tenant, w)["status"] == expected, (current, incoming)
+
+
+def _ambiguous(engine: Engine, tenant: Tenant, status: str = "ambiguous") -> str:
+    """An outbound send whose call timed out: no wamid, Meta's outcome unknown."""
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
+        message_id = uow.conn.exec_driver_sql(
+            "INSERT INTO messages (organization_id, direction, type, text, status, attempts, error_title) "
+            "VALUES (%(org)s, 'outbound', 'text', 'hello', %(s)s, 1, 'outcome unknown') RETURNING id",
+            {"org": tenant.organization_id, "s": status},
+        ).scalar_one()
+        uow.commit()
+    return str(message_id)
+
+
+def _naming(item: dict, marker: str) -> dict:
+    return {**item, "biz_opaque_callback_data": marker}
+
+
+def test_a_status_naming_an_ambiguous_send_settles_it_with_the_wamid(
+    engine: Engine, tenant: Tenant, deliver: Callable
+) -> None:
+    message_id = _ambiguous(engine, tenant)
+    w = wa.wamid()
+    [outcome] = deliver(_statuses(tenant, _naming(wa.status(w, "delivered", ts="1750000020"), message_id)))
+    assert outcome.statuses.reconciled == 1 and outcome.statuses.applied == 1
+    assert outcome.statuses.pending == 0
+    row = _message(engine, tenant, w)
+    assert str(row["id"]) == message_id
+    assert (row["status"], row["error_title"]) == ("delivered", None)
+    assert row["delivered_at"].timestamp() == 1750000020
+    [event] = rows(engine, tenant.organization_id, "SELECT message_id, applied FROM message_status_events")
+    assert str(event["message_id"]) == message_id and event["applied"]
+    # Later statuses find the message by its wamid like any other.
+    [later] = deliver(_statuses(tenant, _naming(wa.status(w, "read", ts="1750000030"), message_id)))
+    assert later.statuses.reconciled == 0 and later.statuses.applied == 1
+    assert _message(engine, tenant, w)["status"] == "read"
+
+
+@pytest.mark.parametrize("state", ["sending", "failed"])
+def test_only_an_ambiguous_send_adopts_a_wamid(
+    engine: Engine, tenant: Tenant, deliver: Callable, state: str
+) -> None:
+    # A send still `sending` records its own wamid when its call returns (the status is parked
+    # for it meanwhile); a settled one is not rewritten.
+    message_id = _ambiguous(engine, tenant, state)
+    w = wa.wamid()
+    [outcome] = deliver(_statuses(tenant, _naming(wa.status(w, "delivered"), message_id)))
+    assert (outcome.statuses.reconciled, outcome.statuses.pending) == (0, 1)
+    [row] = rows(
+        engine, tenant.organization_id, "SELECT wamid, status FROM messages WHERE id = :i", i=message_id
+    )
+    assert (row["wamid"], row["status"]) == (None, state)
+
+
+@pytest.mark.parametrize("marker", ["campaign-42", "00000000-0000-4000-8000-000000000000"])
+def test_a_marker_that_names_no_ambiguous_send_of_ours_parks_the_status(
+    engine: Engine, tenant: Tenant, deliver: Callable, marker: str
+) -> None:
+    _ambiguous(engine, tenant)
+    w = wa.wamid()
+    [outcome] = deliver(_statuses(tenant, _naming(wa.status(w, "sent"), marker)))
+    assert (outcome.statuses.reconciled, outcome.statuses.pending) == (0, 1)
+
+
+def test_another_tenants_ambiguous_send_is_out_of_reach(
+    engine: Engine, tenant: Tenant, deliver: Callable
+) -> None:
+    other = make_tenant(engine)
+    message_id = _ambiguous(engine, other)
+    w = wa.wamid()
+    [outcome] = deliver(_statuses(tenant, _naming(wa.status(w, "delivered"), message_id)))
+    assert (outcome.statuses.reconciled, outcome.statuses.pending) == (0, 1)
+    [row] = rows(
+        engine, other.organization_id, "SELECT wamid, status FROM messages WHERE id = :i", i=message_id
+    )
+    assert (row["wamid"], row["status"]) == (None, "ambiguous")
