@@ -37,11 +37,12 @@ test: lint typecheck
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-## bench: the three benchmarks (ingress needs wrk: apt-get install wrk); each prints JSON
+## bench: the benchmarks (ingress needs wrk: apt-get install wrk); each prints JSON
 bench: install
 	$(BIN)/python -m bench.ingress
 	$(BIN)/python -m bench.inbound
 	$(BIN)/python -m bench.outbound
+	$(BIN)/python -m bench.inbound_cpu
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
