@@ -126,10 +126,19 @@ class UnitOfWork:
             give_back(conn)
 
 
+# BEGIN and the scope as one plain query, bound client-side; the parameter names stay clear of
+# those of statements sent in the same query (`BatchedWork`).
 _BEGIN_SCOPED = (
-    f"BEGIN; SELECT set_config('{ORG_SETTING}', %(org)s, true), "
-    f"set_config('{SYSTEM_SETTING}', %(system)s, true)"
+    f"BEGIN; SELECT set_config('{ORG_SETTING}', %(_scope_org)s, true) AS org, "
+    f"set_config('{SYSTEM_SETTING}', %(_scope_system)s, true) AS system"
 )
+
+
+def _scope_params(organization_id: UUID | None, system: bool) -> dict[str, str]:
+    return {
+        "_scope_org": str(organization_id) if organization_id else "",
+        "_scope_system": "on" if system else "",
+    }
 
 
 def begin_scoped(conn: Connection, organization_id: UUID | None, system: bool) -> None:
@@ -143,9 +152,8 @@ def begin_scoped(conn: Connection, organization_id: UUID | None, system: bool) -
     """
     dbapi: Any = conn.connection.dbapi_connection
     dbapi.autocommit = True
-    params = {"org": str(organization_id) if organization_id else "", "system": "on" if system else ""}
     try:
-        psycopg.ClientCursor(dbapi).execute(_BEGIN_SCOPED, params)
+        psycopg.ClientCursor(dbapi).execute(_BEGIN_SCOPED, _scope_params(organization_id, system))
     except psycopg.Error as exc:
         raise translate_error(conn, exc) from exc
     conn.begin()
@@ -185,7 +193,7 @@ class BatchedWork:
 
     def __init__(self, engine: Engine, organization_id: UUID) -> None:
         self._engine = engine
-        self._scope = {"_scope_org": str(organization_id)}
+        self._scope = _scope_params(organization_id, system=False)
         self._conn: Connection | None = None
         self._dbapi: Any = None
         self._begun = False
@@ -216,7 +224,7 @@ class BatchedWork:
         if self._committed:
             raise UnitOfWorkError("a unit of work commits once")
         skip = 0 if self._begun else 2
-        text = sql if self._begun else f"BEGIN; {_SCOPE_BATCH}; {sql}"
+        text = sql if self._begun else f"{_BEGIN_SCOPED}; {sql}"
         if commit:
             text += "; COMMIT"
         cursor = psycopg.ClientCursor(self._dbapi, row_factory=namedtuple_row)
@@ -266,10 +274,3 @@ def translate_error(conn: Connection, exc: psycopg.Error) -> sa_exc.StatementErr
     if invalidated:
         conn.invalidate(exc)
     return sa_exc.DBAPIError.instance(None, None, exc, psycopg.Error, connection_invalidated=invalidated)
-
-
-# The scope of a batch, as `begin_scoped` sets it (for `BatchedWork`, whose BEGIN goes first).
-_SCOPE_BATCH = (
-    f"SELECT set_config('{ORG_SETTING}', %(_scope_org)s, true) AS org, "
-    f"set_config('{SYSTEM_SETTING}', '', true) AS system"
-)
