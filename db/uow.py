@@ -29,7 +29,23 @@ class UnitOfWorkError(RuntimeError):
     pass
 
 
-class UnitOfWork:
+class _GivesBack:
+    """Leaving the `with` block gives the connection back (see `give_back`), committed or not."""
+
+    _conn: Connection | None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            give_back(conn)
+
+
+class UnitOfWork(_GivesBack):
     """`with UnitOfWork(engine, organization_id=org) as uow: ...; uow.commit()`.
 
     Pass `organization_id` for tenant work (row-level security scopes every statement to it), or
@@ -115,16 +131,6 @@ class UnitOfWork:
                     outbox.remove(cleanup.conn, published)
                     cleanup.commit()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            give_back(conn)
-
 
 # BEGIN and the scope as one plain query, bound client-side; the parameter names stay clear of
 # those of statements sent in the same query (`BatchedWork`).
@@ -178,7 +184,7 @@ def give_back(conn: Connection) -> None:
         conn.close()
 
 
-class BatchedWork:
+class BatchedWork(_GivesBack):
     """A tenant transaction for the hottest paths, in as few and as cheap round trips as its logic
     allows.
 
@@ -254,16 +260,6 @@ class BatchedWork:
     def _translate(self, exc: psycopg.Error) -> sa_exc.StatementError:
         assert self._conn is not None
         return translate_error(self._conn, exc)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            give_back(conn)
 
 
 def translate_error(conn: Connection, exc: psycopg.Error) -> sa_exc.StatementError:
