@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import dramatiq
 import redis
@@ -51,6 +53,27 @@ def current() -> Resources:
     if _current is None:
         raise RuntimeError("worker resources are not initialised (is ResourcesMiddleware installed?)")
     return _current
+
+
+T = TypeVar("T")
+
+
+def per_process(make: Callable[[Resources], T]) -> Callable[[], T]:
+    """A getter for what `make` builds from this process's resources: built on first use, and
+    again only when the resources are replaced (tests install their own)."""
+    lock = threading.Lock()
+    made: list[tuple[Resources, T]] = []
+
+    def get() -> T:
+        resources = current()
+        if made and made[0][0] is resources:
+            return made[0][1]
+        with lock:
+            if not made or made[0][0] is not resources:
+                made[:] = [(resources, make(resources))]
+            return made[0][1]
+
+    return get
 
 
 def install(resources: Resources | None) -> None:
