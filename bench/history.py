@@ -1,10 +1,43 @@
-"""A live tenant's history for the benchmarks, so Postgres plans against tables shaped like
-production's rather than against empty ones (an empty table's statistics can make a partial index
-look as cheap as the primary key, and a plan made then is kept for the connection's life)."""
+"""The worker benchmarks' database: a fresh one per run, its tenants, and a live tenant's history,
+so Postgres plans against tables shaped like production's rather than against empty ones (an
+empty table's statistics can make a partial index look as cheap as the primary key, and a plan
+made then is kept for the connection's life)."""
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import sqlalchemy as sa
+
+
+def bench_database_url() -> str:
+    """A database of this run's own, beside the one `DATABASE_URL` names (created by migrating)."""
+    base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp")
+    return base.rpartition("/")[0] + f"/adsapp_bench_{uuid.uuid4().hex[:8]}"
+
+
+def create_tenants(engine: sa.Engine, count: int, **number: object) -> list[tuple[uuid.UUID, str]]:
+    """`count` organizations with one WhatsApp number each (`bench-pn-<n>`; `number` adds to or
+    overrides its columns); returns (organization id, phone number id) per tenant."""
+    from db.repos.organizations import add_number, create_organization
+    from db.uow import UnitOfWork
+
+    tenants = []
+    with UnitOfWork(engine, system=True) as uow:
+        for n in range(count):
+            org = create_organization(uow.conn, f"bench-{n}")
+            columns: dict[str, object] = {
+                "phone_number_id": f"bench-pn-{n}",
+                "display_phone_number": "1555",
+                "waba_id": f"bench-waba-{n}",
+                "access_token": "bench-token",
+                **number,
+            }
+            add_number(uow.conn, org, **columns)
+            tenants.append((org, str(columns["phone_number_id"])))
+        uow.commit()
+    return tenants
 
 
 def seed_history(engine: sa.Engine, per_tenant: int) -> None:

@@ -23,13 +23,12 @@ import json
 import os
 import sys
 import time
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from bench.history import seed_history
+from bench.history import bench_database_url, create_tenants, seed_history
 from bench.paced_load import percentile, run_paced
 from bench.reference import NOOP_DRAIN_PER_S, scaled_target
 
@@ -183,13 +182,10 @@ def main() -> None:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
-    from db.repos.organizations import add_number, create_organization
-    from db.uow import UnitOfWork
     from tests.support.processes import start_ingress, start_worker
     from tests.support.services import rabbitmq_vhost
 
-    base_db = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp")
-    db_url = base_db.rpartition("/")[0] + f"/adsapp_bench_{uuid.uuid4().hex[:8]}"
+    db_url = bench_database_url()
     with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:
         os.environ.update(
             {
@@ -205,20 +201,8 @@ def main() -> None:
         engine = create_db_engine(settings, pool_size=2, as_app_role=False)
         ingress = worker = None
         try:
-            numbers = []
-            with UnitOfWork(create_db_engine(settings, pool_size=1), system=True) as uow:
-                for n in range(args.tenants):
-                    org = create_organization(uow.conn, f"bench-{n}")
-                    add_number(
-                        uow.conn,
-                        org,
-                        phone_number_id=f"bench-pn-{n}",
-                        display_phone_number="1555",
-                        waba_id=f"bench-waba-{n}",
-                        access_token="t",
-                    )
-                    numbers.append(f"bench-pn-{n}")
-                uow.commit()
+            tenants = create_tenants(create_db_engine(settings, pool_size=1), args.tenants)
+            numbers = [pnid for _, pnid in tenants]
             seed_history(engine, args.history)
             report: dict[str, Any] = {
                 "command": " ".join([os.path.basename(sys.executable), "-m", "bench.inbound", *sys.argv[1:]]),

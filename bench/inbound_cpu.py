@@ -13,10 +13,9 @@ import argparse
 import json
 import os
 import time
-import uuid
 from typing import Any
 
-from bench.history import seed_history
+from bench.history import bench_database_url, create_tenants, seed_history
 
 
 def _backend_cpu_seconds(pid: int) -> float:
@@ -35,27 +34,20 @@ def main() -> None:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
-    from db.repos.organizations import add_number, create_organization
-    from db.uow import UnitOfWork
     from tests.support import whatsapp as wa
     from tests.support.jobs import RecordingPublisher
     from workers.inbound.decode import decode_delivery
     from workers.inbound.delivery import Deps, process_delivery
     from workers.inbound.routes import RouteCache
 
-    base_db = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp")
-    os.environ["DATABASE_URL"] = base_db.rpartition("/")[0] + f"/adsapp_bench_{uuid.uuid4().hex[:8]}"
+    os.environ["DATABASE_URL"] = bench_database_url()
     get_settings.cache_clear()
     settings = get_settings()
     admin.upgrade(settings)
     try:
         # As the workers run it: one pooled connection per thread, no ping on checkout.
         engine = create_db_engine(settings, pool_size=1, pre_ping=False)
-        with UnitOfWork(engine, system=True) as uow:
-            org = create_organization(uow.conn, "bench")
-            add_number(uow.conn, org, phone_number_id="bench-pn", display_phone_number="1555",
-                       waba_id="bench-waba", access_token="t")  # fmt: skip
-            uow.commit()
+        [(_, pnid)] = create_tenants(engine, 1)
         owner = create_db_engine(settings, pool_size=1, as_app_role=False)
         seed_history(owner, args.history)
         owner.dispose()
@@ -69,7 +61,7 @@ def main() -> None:
                     wa.text(sender, f"{tag} {i}.{k} hello \u00e9", id_=f"wamid.{tag}.{i}.{k}")
                     for k in range(5 if i % 2 else 1)
                 ]
-                out.append(decode_delivery(wa.encode(wa.delivery(wa.change("bench-pn", messages=items)))))
+                out.append(decode_delivery(wa.encode(wa.delivery(wa.change(pnid, messages=items)))))
             return out
 
         for delivery in deliveries("warm", args.warmup):

@@ -29,7 +29,7 @@ import httpx
 import orjson
 import sqlalchemy as sa
 
-from bench.history import seed_history
+from bench.history import bench_database_url, create_tenants, seed_history
 from bench.paced_load import percentile
 
 BATCH = 100
@@ -41,26 +41,19 @@ def _setup(numbers: int, mps: int, history: int) -> tuple[Any, list[tuple[uuid.U
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
-    from db.repos.organizations import add_number, create_organization
     from db.tables import organizations
     from db.uow import UnitOfWork
 
     settings = get_settings()
     admin.upgrade(settings)
     engine = create_db_engine(settings, pool_size=2)
-    routes: list[tuple[uuid.UUID, str]] = []
+    routes = create_tenants(engine, numbers, mps=mps)
     with UnitOfWork(engine, system=True) as uow:
-        for n in range(numbers):
-            org = create_organization(uow.conn, f"bench-{n}")
-            uow.conn.execute(
-                sa.update(organizations).where(organizations.c.id == org).values(plan="enterprise")
-            )
-            pnid = f"bench-pn-{n}"
-            add_number(
-                uow.conn, org, phone_number_id=pnid, display_phone_number="1555", waba_id=f"waba-{n}",
-                access_token="bench-token", mps=mps,
-            )  # fmt: skip
-            routes.append((org, pnid))
+        uow.conn.execute(
+            sa.update(organizations)
+            .where(organizations.c.id.in_([org for org, _ in routes]))
+            .values(plan="enterprise")
+        )
         uow.commit()
     owner = create_db_engine(settings, pool_size=1, as_app_role=False)
     seed_history(owner, history)
@@ -228,8 +221,7 @@ def main() -> None:
     from tests.support.processes import Process, free_port, start_worker
     from tests.support.services import rabbitmq_vhost
 
-    base_db = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp")
-    db_url = base_db.rpartition("/")[0] + f"/adsapp_bench_{uuid.uuid4().hex[:8]}"
+    db_url = bench_database_url()
     with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:
         port = free_port()
         fake_url = f"http://127.0.0.1:{port}"
