@@ -8,7 +8,7 @@ exist, and a crash between commit and publish is repaired by the outbox sweep.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
@@ -18,7 +18,8 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from db import outbox
+from db import outbox, prepared
+from db.prepared import Prepared
 from db.rls import ORG_SETTING, SYSTEM_SETTING
 from domain.ports import Job, JobPublisher
 
@@ -132,12 +133,16 @@ class UnitOfWork(_GivesBack):
                     cleanup.commit()
 
 
-# BEGIN and the scope as one plain query, bound client-side; the parameter names stay clear of
-# those of statements sent in the same query (`BatchedWork`).
-_BEGIN_SCOPED = (
-    f"BEGIN; SELECT set_config('{ORG_SETTING}', %(_scope_org)s, true) AS org, "
-    f"set_config('{SYSTEM_SETTING}', %(_scope_system)s, true) AS system"
+# BEGIN and the scope as one plain query, the scope a prepared statement; the parameter names stay
+# clear of those of statements sent in the same query (`BatchedWork`).
+_SCOPE = Prepared.of(
+    "scope",
+    f"SELECT set_config('{ORG_SETTING}', %(_scope_org)s, true) AS org, "
+    f"set_config('{SYSTEM_SETTING}', %(_scope_system)s, true) AS system",
+    _scope_org="text",
+    _scope_system="text",
 )
+_BEGIN_SCOPED = f"BEGIN; {_SCOPE.execute_text}"
 
 
 def _scope_params(organization_id: UUID | None, system: bool) -> dict[str, str]:
@@ -159,7 +164,9 @@ def begin_scoped(conn: Connection, organization_id: UUID | None, system: bool) -
     dbapi: Any = conn.connection.dbapi_connection
     dbapi.autocommit = True
     try:
-        psycopg.ClientCursor(dbapi).execute(_BEGIN_SCOPED, _scope_params(organization_id, system))
+        cursor = psycopg.ClientCursor(dbapi)
+        params = _scope_params(organization_id, system)
+        prepared.execute(conn, cursor, _BEGIN_SCOPED, params, [_SCOPE], opens_transaction=True)
     except psycopg.Error as exc:
         raise translate_error(conn, exc) from exc
     conn.begin()
@@ -221,21 +228,33 @@ class BatchedWork(_GivesBack):
         self._dbapi.autocommit = True
         return self
 
-    def send(self, sql: str, params: Mapping[str, Any], *, commit: bool = False) -> psycopg.Cursor[Any]:
+    def send(
+        self, sql: str | Sequence[Prepared], params: Mapping[str, Any], *, commit: bool = False
+    ) -> psycopg.Cursor[Any]:
         """Run `sql` in this transaction (and COMMIT when `commit`), in one round trip; the cursor
         is at the result of the first statement of `sql` (`nextset()` for the following ones),
-        with rows readable by column name."""
+        with rows readable by column name. Prepared statements are executed by name (prepared
+        first if this connection has not met them yet), so Postgres neither parses nor plans
+        them again."""
         if self._conn is None:
             raise UnitOfWorkError("the unit of work is not open")
         if self._committed:
             raise UnitOfWorkError("a unit of work commits once")
         skip = 0 if self._begun else 2
-        text = sql if self._begun else f"{_BEGIN_SCOPED}; {sql}"
+        statements = sql if isinstance(sql, str) else "; ".join(s.execute_text for s in sql)
+        text = statements if self._begun else f"{_BEGIN_SCOPED}; {statements}"
         if commit:
             text += "; COMMIT"
         cursor = psycopg.ClientCursor(self._dbapi, row_factory=namedtuple_row)
         try:
-            cursor.execute(text, {**params, **self._scope} if not self._begun else params)
+            prepared.execute(
+                self._conn,
+                cursor,
+                text,
+                {**params, **self._scope} if not self._begun else params,
+                [_SCOPE] if isinstance(sql, str) else [_SCOPE, *sql],
+                opens_transaction=not self._begun,
+            )
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
         self._begun = True

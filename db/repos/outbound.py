@@ -8,7 +8,7 @@ overwrite another attempt's outcome.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from db.prepared import Prepared
 from db.repos.billing import MESSAGES_METRIC, period_of
 from db.tables import contacts, conversations, messages, whatsapp_numbers
 from db.uow import BatchedWork
@@ -243,8 +244,9 @@ class Claimed:
     created_at: datetime
 
 
-# The hot path of every send, so plain SQL (psycopg prepares it after a few uses) in one statement:
-# the claim, and the message counted against the month's usage on its first attempt.
+# The hot path of every send, so plain SQL, prepared (by psycopg after a few uses through
+# SQLAlchemy; by name in `BatchedWork`), in one statement: the claim, and the message counted
+# against the month's usage on its first attempt.
 # It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
 # conditions match the partial index of pending sends, which the planner then prefers to the
 # primary key whenever its statistics predate a burst of queued sends (a bulk campaign), and every
@@ -261,6 +263,9 @@ WITH claimed AS (
 )
 SELECT attempts, raw, created_at FROM claimed
 """
+_CLAIM_QUEUED_PREPARED = (
+    Prepared.of("claim_queued", _CLAIM_QUEUED, id="uuid", period="text", metric="text"),
+)
 
 
 def _claim_params(message_id: UUID) -> dict[str, Any]:
@@ -277,7 +282,7 @@ def claim_queued(conn: Connection, message_id: UUID) -> Claimed | None:
 def claim_queued_committed(engine: Engine, organization_id: UUID, message_id: UUID) -> Claimed | None:
     """`claim_queued` in a transaction of its own, committed in the same round trip."""
     with BatchedWork(engine, organization_id) as work:
-        row = work.send(_CLAIM_QUEUED, _claim_params(message_id), commit=True).fetchone()
+        row = work.send(_CLAIM_QUEUED_PREPARED, _claim_params(message_id), commit=True).fetchone()
     return None if row is None else Claimed(int(row.attempts), row.raw or {}, row.created_at)
 
 
@@ -296,6 +301,7 @@ UPDATE messages SET wamid = %(wamid)s, status = 'sent', sent_at = coalesce(sent_
 WHERE id = %(id)s AND wamid IS NULL AND attempts = %(attempt)s AND status IN ('sending', 'ambiguous')
 RETURNING created_at
 """
+_RECORD_SENT_PREPARED = Prepared.of("record_sent", _RECORD_SENT, wamid="text", id="uuid", attempt="int")
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,12 +310,14 @@ class Recorded:
     after: list[Any]  # the rows of the last statement sent along (`then`), if any
 
 
-def record_sent(work: BatchedWork, message_id: UUID, attempt: int, wamid: str, *, then: str = "") -> Recorded:
+def record_sent(
+    work: BatchedWork, message_id: UUID, attempt: int, wamid: str, *, then: Sequence[Prepared] = ()
+) -> Recorded:
     """Store the wamid and `sent`, with the transaction's BEGIN and scope when it is its first
     statement, and `then` (statements taking `wamid`) in the same round trip, each with its own
     snapshot: the send path's catch-up on what arrived for the wamid before it was known."""
     cursor = work.send(
-        f"{_RECORD_SENT}; {then}" if then else _RECORD_SENT,
+        (_RECORD_SENT_PREPARED, *then),
         {"id": message_id, "attempt": attempt, "wamid": wamid},
     )
     row = cursor.fetchone()

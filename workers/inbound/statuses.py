@@ -28,6 +28,9 @@ import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy.engine import Connection
 
+from db import prepared
+from db.prepared import Prepared
+from db.uow import translate_error
 from domain.status import MessageStatus, parse_webhook_status, rank
 from domain.whatsapp import StatusUpdate
 from workers.inbound.params import json_text, run
@@ -185,7 +188,10 @@ def record_statuses(
 # What the send path sends right after recording a wamid, in the same round trip: the wamid's lock
 # (taken after the record, before the claim's snapshot: each statement of a query takes its own),
 # then the claim. `apply_caught_up` applies what it returns.
-CATCH_UP_SQL = f"{_LOCK_ONE}; {_CATCH_UP_AND_CLAIM_PENDING}"
+CATCH_UP = (
+    Prepared.of("lock_wamid", _LOCK_ONE, wamid="text"),
+    Prepared.of("catch_up", _CATCH_UP_AND_CLAIM_PENDING, wamid="text"),
+)
 
 
 def apply_pending_statuses(conn: Connection, wamid: str) -> StatusOutcome:
@@ -193,13 +199,17 @@ def apply_pending_statuses(conn: Connection, wamid: str) -> StatusOutcome:
     reaction to it), in the transaction that has just recorded the wamid."""
     dbapi: Any = conn.connection.dbapi_connection
     cursor = psycopg.ClientCursor(dbapi, row_factory=namedtuple_row)
-    cursor.execute(CATCH_UP_SQL, {"wamid": wamid})
+    text = "; ".join(s.execute_text for s in CATCH_UP)
+    try:
+        prepared.execute(conn, cursor, text, {"wamid": wamid}, CATCH_UP, opens_transaction=False)
+    except psycopg.Error as exc:
+        raise translate_error(conn, exc) from exc
     cursor.nextset()
     return apply_caught_up(conn, cursor.fetchall())
 
 
 def apply_caught_up(conn: Connection, rows: Sequence[Any]) -> StatusOutcome:
-    """Apply the parked statuses `CATCH_UP_SQL` claimed (nearly always none)."""
+    """Apply the parked statuses `CATCH_UP` claimed (nearly always none)."""
     changed, stale = _apply(conn, rows) if rows else ([], 0)
     return StatusOutcome(
         recorded=0,

@@ -216,7 +216,7 @@ def _record_sent(cmd: SendCommand, deps: SendDeps, attempt: _Attempt, result: Se
     def once() -> datetime | None:
         with BatchedWork(deps.engine, cmd.organization_id) as work:
             recorded = repo.record_sent(
-                work, cmd.message_id, attempt.number, result.wamid, then=statuses.CATCH_UP_SQL
+                work, cmd.message_id, attempt.number, result.wamid, then=statuses.CATCH_UP
             )
             if recorded.created_at is None:
                 return None

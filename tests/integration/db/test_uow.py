@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from config import get_settings
 from db import tables as t
 from db.engine import create_db_engine
+from db.prepared import Prepared
 from db.repos.organizations import create_organization
 from db.uow import BatchedWork, UnitOfWork, UnitOfWorkError
 from domain.ports import Job
@@ -164,3 +165,54 @@ def test_batched_work_rolls_back_unless_committed_and_hands_back_a_transactional
         assert _events(engine, org, "after-batch") == 0
     finally:
         engine.dispose()
+
+
+_PREPARED_EVENT = Prepared.of(
+    "test_event",
+    "INSERT INTO event_store (organization_id, aggregate_type, aggregate_id, event_type, payload)"
+    " VALUES (%(org)s, 'test', 'x', %(marker)s, '{}') RETURNING event_type",
+    org="uuid",
+    marker="text",
+)
+
+
+def _backend(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def test_prepared_statements_are_prepared_once_per_connection_and_survive_the_drivers_deallocate(
+    settings: object,
+) -> None:
+    # One pooled connection: every unit of work below runs on the same server session.
+    engine = create_db_engine(get_settings(), pool_size=1, pre_ping=False)
+    try:
+        org = _org(engine)
+        backend = _backend(engine)
+        with BatchedWork(engine, org) as work:
+            row = work.send([_PREPARED_EVENT], {"org": org, "marker": "prepared-1"}, commit=True).fetchone()
+            assert row is not None and row.event_type == "prepared-1"
+        with engine.connect() as conn:
+            names = set(conn.exec_driver_sql("SELECT name FROM pg_prepared_statements").scalars())
+            # The driver drops every prepared statement on a rollback once it has some of its own.
+            conn.exec_driver_sql("DEALLOCATE ALL")
+        assert _PREPARED_EVENT.name in names
+        with BatchedWork(engine, org) as work:
+            work.send([_PREPARED_EVENT], {"org": org, "marker": "prepared-2"}, commit=True)
+        with UnitOfWork(engine, organization_id=org) as uow:
+            uow.conn.exec_driver_sql("DEALLOCATE ALL")
+        with UnitOfWork(engine, organization_id=org) as uow:  # its scope is prepared again
+            uow.conn.exec_driver_sql(_INSERT_EVENT, {"org": org, "marker": "prepared-3"})
+            uow.commit()
+        assert _backend(engine) == backend
+        assert [_events(engine, org, f"prepared-{i}") for i in (1, 2, 3)] == [1, 1, 1]
+    finally:
+        engine.dispose()
+
+
+def test_a_prepared_statement_names_a_type_for_each_parameter() -> None:
+    with pytest.raises(ValueError, match="one type each"):
+        Prepared.of("broken", "SELECT %(a)s, %(b)s", a="int")
+    statement = Prepared.of("fine", "SELECT %(b)s::int + %(a)s, %(b)s", a="int", b="text")
+    assert statement.prepare_text.endswith("(text, int) AS SELECT $1::int + $2, $1")
+    assert statement.execute_text == f"EXECUTE {statement.name}(%(b)s, %(a)s)"

@@ -1,0 +1,184 @@
+"""CPU per outbound send, without the broker: one thread runs the send handler on N queued
+messages against a database of its own, the machine's Redis and the fake Graph API (no latency),
+and reports per send the CPU of this process, of Postgres (every server process, WAL writer
+included), of Redis and of the fake. No other load: the figure to compare two versions by, run in
+alternation (CPU time on a shared machine still varies by a third from hour to hour).
+
+    .venv/bin/python -m bench.outbound_cpu [--messages 3000] [--numbers 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+import sqlalchemy as sa
+
+from bench.history import bench_database_url, create_tenants, seed_history
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> dict[int, float]:
+    """CPU of every process of the user running Postgres (backends come and go: keyed by pid)."""
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    cpu[int(entry.name)] = _process_cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return cpu
+
+
+def _redis_cpu(client: redis.Redis) -> float:
+    info: dict[str, Any] = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def _queue(engine: sa.Engine, routes: list[tuple[uuid.UUID, str]], tag: str, count: int) -> list[Any]:
+    from db.tables import messages
+    from db.uow import UnitOfWork
+    from workers.outbound.handler import SendCommand
+
+    rows, commands = [], []
+    for i in range(count):
+        org, pnid = routes[i % len(routes)]
+        message_id, to = uuid.uuid4(), f"1{i:011d}"
+        payload = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": {"body": f"{tag} {i}", "preview_url": False},
+            "biz_opaque_callback_data": str(message_id),
+        }
+        rows.append(
+            {"id": message_id, "organization_id": org, "phone_number_id": pnid, "direction": "outbound",
+             "type": "text", "text": f"{tag} {i}", "status": "queued", "raw": payload}
+        )  # fmt: skip
+        commands.append(SendCommand(org, message_id, pnid, to))
+    with UnitOfWork(engine, system=True) as uow:
+        uow.conn.execute(sa.insert(messages), rows)
+        uow.commit()
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE messages")
+    return commands
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--numbers", type=int, default=20)
+    parser.add_argument("--history", type=int, default=2_000, help="messages already stored per tenant")
+    args = parser.parse_args()
+
+    from config import get_settings
+    from db import admin
+    from db.engine import create_db_engine
+    from db.tables import organizations
+    from db.uow import UnitOfWork
+    from tests.support.jobs import RecordingPublisher
+    from tests.support.processes import Process, free_port
+    from workers.graph import GraphClient
+    from workers.inbound.routes import RouteCache
+    from workers.outbound.handler import SendDeps, SendOutcome, send_message
+    from workers.outbound.options import GraphAdapters, OutboundOptions
+
+    port = free_port()
+    fake_url = f"http://127.0.0.1:{port}"
+    os.environ["DATABASE_URL"] = bench_database_url()
+    os.environ["GRAPH_API_URL"] = fake_url
+    get_settings.cache_clear()
+    settings = get_settings()
+    fake = Process(
+        "fake-graph", [sys.executable, "-m", "workers.cli.main", "fake-graph", "--port", str(port)]
+    )
+    fake.start()
+    admin.upgrade(settings)
+    try:
+        fake.wait_ready(lambda: _up(fake_url), 30)
+        # As the workers run it: pooled connections, no ping on checkout.
+        engine = create_db_engine(settings, pool_size=1, pre_ping=False)
+        routes = create_tenants(engine, args.numbers, mps=100_000)
+        with UnitOfWork(engine, system=True) as uow:
+            ids = [org for org, _ in routes]
+            uow.conn.execute(
+                sa.update(organizations).where(organizations.c.id.in_(ids)).values(plan="enterprise")
+            )
+            uow.commit()
+        owner = create_db_engine(settings, pool_size=1, as_app_role=False)
+        seed_history(owner, args.history)
+        owner.dispose()
+        client = redis.Redis.from_url(settings.redis_url)
+        options = OutboundOptions(redis_namespace=f"adsapp-bench:{uuid.uuid4().hex[:8]}")
+        graph = GraphAdapters(GraphClient.from_settings(settings), client, options)
+        deps = SendDeps(
+            engine=engine,
+            graph=graph.client,
+            breakers=graph.breakers,
+            pacer=graph.pacer,
+            routes=RouteCache(engine),
+            jobs=RecordingPublisher(),
+        )
+
+        for command in _queue(engine, routes, "warm", args.warmup):
+            send_message(command, deps)
+        measured = _queue(engine, routes, "run", args.messages)
+        assert fake.proc is not None
+        fake_pid = fake.proc.pid
+        cpu, wall = time.process_time(), time.perf_counter()
+        pg, rd, fk = _postgres_cpu(), _redis_cpu(client), _process_cpu_seconds(fake_pid)
+        outcomes = [send_message(command, deps) for command in measured]
+        pg_after = _postgres_cpu()
+        n = args.messages
+
+        def per_send(seconds: float) -> int:
+            return round(seconds / n * 1e6)
+
+        options_used = " ".join(f"--{k} {v}" for k, v in vars(args).items())
+        report = {
+            "command": f"python -m bench.outbound_cpu {options_used}",
+            "sends": n,
+            "sent": sum(1 for o in outcomes if o is SendOutcome.SENT),
+            "python_cpu_us_per_send": per_send(time.process_time() - cpu),
+            "postgres_cpu_us_per_send": per_send(sum(v - pg.get(p, 0.0) for p, v in pg_after.items())),
+            "redis_cpu_us_per_send": per_send(_redis_cpu(client) - rd),
+            "fake_graph_cpu_us_per_send": per_send(_process_cpu_seconds(fake_pid) - fk),
+            "wall_us_per_send": per_send(time.perf_counter() - wall),
+        }
+        graph.close()
+        client.close()
+        engine.dispose()
+        print(json.dumps(report, indent=2))
+    finally:
+        fake.stop()
+        admin.drop_database(settings)
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_fake/faults", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
