@@ -51,6 +51,12 @@ class UnitOfWork(_GivesBack):
 
     Pass `organization_id` for tenant work (row-level security scopes every statement to it), or
     `system=True` for maintenance work that must see every tenant, which is rare and explicit.
+
+    `generic_plans=True` makes Postgres plan the transaction's prepared statements once per
+    connection (`plan_cache_mode`), for hot paths whose statements take arrays: it costs a
+    generic plan of such a statement more than the planning it saves, so left to itself it plans
+    it again on every execution. Their SQL is written to have good generic plans (`= ANY(array)`
+    lookups).
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class UnitOfWork(_GivesBack):
         organization_id: UUID | None = None,
         system: bool = False,
         publisher: JobPublisher | None = None,
+        generic_plans: bool = False,
     ) -> None:
         if (organization_id is None) == (not system):
             raise UnitOfWorkError("a unit of work is either for one organization or system-wide")
@@ -67,6 +74,7 @@ class UnitOfWork(_GivesBack):
         self.organization_id = organization_id
         self.system = system
         self._publisher = publisher
+        self._generic_plans = generic_plans
         self._conn: Connection | None = None
         self._committed = False
         self._jobs: list[tuple[int, Job]] = []
@@ -81,7 +89,7 @@ class UnitOfWork(_GivesBack):
     def __enter__(self) -> Self:
         conn = self._engine.connect()
         try:
-            begin_scoped(conn, self.organization_id, self.system)
+            begin_scoped(conn, self.organization_id, self.system, self._generic_plans)
         except BaseException:
             # __exit__ does not run when __enter__ fails: give the connection back here.
             conn.invalidate()
@@ -138,21 +146,26 @@ class UnitOfWork(_GivesBack):
 _SCOPE = Prepared.of(
     "scope",
     f"SELECT set_config('{ORG_SETTING}', %(_scope_org)s, true) AS org, "
-    f"set_config('{SYSTEM_SETTING}', %(_scope_system)s, true) AS system",
+    f"set_config('{SYSTEM_SETTING}', %(_scope_system)s, true) AS system, "
+    "set_config('plan_cache_mode', %(_scope_plans)s, true) AS plans",
     _scope_org="text",
     _scope_system="text",
+    _scope_plans="text",
 )
 _BEGIN_SCOPED = f"BEGIN; {_SCOPE.execute_text}"
 
 
-def _scope_params(organization_id: UUID | None, system: bool) -> dict[str, str]:
+def _scope_params(organization_id: UUID | None, system: bool, generic_plans: bool = False) -> dict[str, str]:
     return {
         "_scope_org": str(organization_id) if organization_id else "",
         "_scope_system": "on" if system else "",
+        "_scope_plans": "force_generic_plan" if generic_plans else "auto",
     }
 
 
-def begin_scoped(conn: Connection, organization_id: UUID | None, system: bool) -> None:
+def begin_scoped(
+    conn: Connection, organization_id: UUID | None, system: bool, generic_plans: bool = False
+) -> None:
     """Open a transaction with the tenant (or system) scope SET LOCAL, in one round trip.
 
     BEGIN travels with the scope as one plain query (the driver in autocommit mode, so it adds no
@@ -165,7 +178,7 @@ def begin_scoped(conn: Connection, organization_id: UUID | None, system: bool) -
     dbapi.autocommit = True
     try:
         cursor = psycopg.ClientCursor(dbapi)
-        params = _scope_params(organization_id, system)
+        params = _scope_params(organization_id, system, generic_plans)
         prepared.execute(conn, cursor, _BEGIN_SCOPED, params, [_SCOPE], opens_transaction=True)
     except psycopg.Error as exc:
         raise translate_error(conn, exc) from exc

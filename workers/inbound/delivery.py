@@ -50,7 +50,9 @@ def process_delivery(delivery: Delivery, received_at: float, deps: Deps) -> list
                 },
             )
             continue
-        with UnitOfWork(deps.engine, organization_id=route.organization_id, publisher=deps.jobs) as uow:
+        with UnitOfWork(
+            deps.engine, organization_id=route.organization_id, publisher=deps.jobs, generic_plans=True
+        ) as uow:
             outcome = handle_change(uow, change, route, received_at)
             if deps.realtime is not None and outcome.realtime:
                 uow.after_commit(_publisher(deps.realtime, channel_for(route.organization_id), outcome))

@@ -216,3 +216,13 @@ def test_a_prepared_statement_names_a_type_for_each_parameter() -> None:
     statement = Prepared.of("fine", "SELECT %(b)s::int + %(a)s, %(b)s", a="int", b="text")
     assert statement.prepare_text.endswith("(text, int) AS SELECT $1::int + $2, $1")
     assert statement.execute_text == f"EXECUTE {statement.name}(%(b)s, %(a)s)"
+
+
+def test_generic_plans_last_for_the_unit_of_work_only(engine: Engine) -> None:
+    def mode(uow: UnitOfWork) -> str:
+        return str(uow.conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one())
+
+    with UnitOfWork(engine, system=True, generic_plans=True) as uow:
+        assert mode(uow) == "force_generic_plan"
+    with UnitOfWork(engine, system=True) as uow:
+        assert mode(uow) == "auto"
