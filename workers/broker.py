@@ -22,6 +22,7 @@ from dramatiq.middleware import (
 from dramatiq.middleware.prometheus import Prometheus
 
 from config import Settings, get_settings
+from workers.consumer import QueuedAckRabbitmqBroker
 from workers.deadletters import DeadLetterRecorder
 from workers.resources import ResourcesMiddleware
 
@@ -52,7 +53,7 @@ def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
         Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
         ResourcesMiddleware(),
     ]
-    return RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=middleware)
+    return QueuedAckRabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=middleware)
 
 
 def setup_broker(settings: Settings | None = None) -> RabbitmqBroker:
