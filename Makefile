@@ -42,7 +42,9 @@ bench: install
 	$(BIN)/python -m bench.ingress
 	$(BIN)/python -m bench.inbound
 	$(BIN)/python -m bench.outbound
+	$(BIN)/python -m bench.outbound --backlog
 	$(BIN)/python -m bench.inbound_cpu
+	$(BIN)/python -m bench.outbound_cpu
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -2,6 +2,11 @@
 Graph API (its own process, 2 ms latency), in a database and vhost of its own.
 
     .venv/bin/python -m bench.outbound [--messages 20000] [--numbers 20] [--mps 1000] [--rate 1500]
+                                       [--backlog]
+
+By default the workers send while this process is still queueing (sustained: the producer's CPU
+competes with them); `--backlog` queues everything first, then starts the workers, to measure
+them alone.
 
 Messages are queued the way the send API queues them (a `queued` row and a `send_message` job),
 but written in batches of 100 straight to Postgres and published from this process at `--rate`
@@ -214,6 +219,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--ceiling-requests", type=int, default=10_000)
     parser.add_argument("--history", type=int, default=2_000, help="messages already stored per tenant")
+    parser.add_argument(
+        "--backlog", action="store_true", help="queue every message before starting the workers"
+    )
     args = parser.parse_args()
 
     from config import get_settings
@@ -240,8 +248,13 @@ def main() -> None:
             fake.wait_ready(lambda: _up(fake_url), 30)
             httpx.post(f"{fake_url}/_fake/config", json={"latency_ms": args.latency_ms}).raise_for_status()
             engine, routes = _setup(args.numbers, args.mps, args.history)
-            worker = start_worker(["outbound"], processes=args.processes, threads=args.threads, timeout=60)
-            produce_s = _produce(engine, routes, args.messages, args.rate, args.publishers)
+            workers = {"processes": args.processes, "threads": args.threads, "timeout": 60}
+            if args.backlog:  # the workers alone, without the producer beside them
+                produce_s = _produce(engine, routes, args.messages, args.rate, args.publishers)
+                worker = start_worker(["outbound"], **workers)
+            else:
+                worker = start_worker(["outbound"], **workers)
+                produce_s = _produce(engine, routes, args.messages, args.rate, args.publishers)
             done = _wait_sent(engine, args.messages, 600)
             report: dict[str, Any] = {
                 "command": " ".join(
@@ -249,6 +262,7 @@ def main() -> None:
                 ),
                 "cores": os.cpu_count(),
                 "queued_via": "batched row inserts + confirmed publishes, not the HTTP API",
+                "mode": "backlog: all queued before the workers start" if args.backlog else "sustained",
                 "messages": args.messages,
                 "numbers": args.numbers,
                 "mps_per_number": args.mps,
