@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+import orjson
 from sqlalchemy.engine import Connection
 
 from domain.whatsapp import InboundMessage, NumberChange, Profile
@@ -18,19 +19,19 @@ from workers.inbound.params import run
 # Only customers with a message not stored yet are touched, so a redelivered delivery changes
 # nothing (not even a contact re-keyed since). Sorted input keeps the lock order the same in every
 # transaction, so they cannot deadlock. Stored wamids are looked up with `= ANY(array)`: under a
-# prepared statement's generic plan an anti-join against unnest() is costed for 100 rows and
-# becomes a sequential scan of every message.
+# prepared statement's generic plan an anti-join against the incoming rows is costed for 100 rows
+# and becomes a sequential scan of every message. Rows come as JSON (see messages.py).
 _UPSERT = """
-WITH stored AS (
-    SELECT m.wamid FROM messages m WHERE m.wamid = ANY(%(wamids)s::text[])
+WITH incoming AS (
+    SELECT * FROM json_to_recordset(%(messages)s::json) AS x(sender text, wamid text)
+), stored AS (
+    SELECT m.wamid FROM messages m WHERE m.wamid = ANY(ARRAY(SELECT wamid FROM incoming))
 ), pending AS (
-    SELECT DISTINCT x.sender
-    FROM unnest(%(senders)s::text[], %(wamids)s::text[]) AS x(sender, wamid)
-    WHERE x.wamid NOT IN (SELECT wamid FROM stored)
+    SELECT DISTINCT x.sender FROM incoming x WHERE x.wamid NOT IN (SELECT wamid FROM stored)
 )
 INSERT INTO contacts (organization_id, wa_id, phone, profile_name, last_inbound_at)
 SELECT %(org)s::uuid, c.wa_id, c.wa_id, c.name, to_timestamp(c.ts)
-FROM unnest(%(wa_ids)s::text[], %(names)s::text[], %(ts)s::bigint[]) AS c(wa_id, name, ts)
+FROM json_to_recordset(%(contacts)s::json) AS c(wa_id text, name text, ts bigint)
 WHERE c.wa_id IN (SELECT sender FROM pending)
 ORDER BY c.wa_id
 ON CONFLICT (organization_id, wa_id) DO UPDATE SET
@@ -75,11 +76,10 @@ def upsert_contacts(
         _UPSERT,
         {
             "org": str(organization_id),
-            "wa_ids": wa_ids,
-            "names": [names.get(w) for w in wa_ids],
-            "senders": [m.sender for m in messages],
-            "wamids": [m.wamid for m in messages],
-            "ts": [last.get(w) for w in wa_ids],
+            "contacts": orjson.dumps(
+                [{"wa_id": w, "name": names.get(w), "ts": last.get(w)} for w in wa_ids]
+            ).decode(),
+            "messages": orjson.dumps([{"sender": m.sender, "wamid": m.wamid} for m in messages]).decode(),
         },
     ).all()
     return {r.wa_id: ContactRow(r.id, r.wa_id, r.created) for r in rows}

@@ -10,11 +10,12 @@ from sqlalchemy.engine import Connection
 
 from workers.inbound.params import json_text, run
 
+# The events come as one JSON array of rows (see messages.py), in the order they were added.
 _APPEND = """
 INSERT INTO event_store (organization_id, aggregate_type, aggregate_id, event_type, payload)
-SELECT %(org)s::uuid, e.aggregate_type, e.aggregate_id, e.event_type, e.payload::jsonb
-FROM unnest(%(types)s::text[], %(ids)s::text[], %(events)s::text[], %(payloads)s::text[])
-     WITH ORDINALITY AS e(aggregate_type, aggregate_id, event_type, payload, ord)
+SELECT %(org)s::uuid, e.aggregate_type, e.aggregate_id, e.event_type, e.payload
+FROM json_to_recordset(%(events)s::json)
+     AS e(aggregate_type text, aggregate_id text, event_type text, payload jsonb, ord int)
 ORDER BY e.ord
 """
 
@@ -55,10 +56,18 @@ class EventBuffer:
             _APPEND,
             {
                 "org": str(organization_id),
-                "types": [e.aggregate_type for e in self.events],
-                "ids": [e.aggregate_id for e in self.events],
-                "events": [e.event_type for e in self.events],
-                "payloads": [json_text(e.payload) for e in self.events],
+                "events": json_text(
+                    [
+                        {
+                            "aggregate_type": e.aggregate_type,
+                            "aggregate_id": e.aggregate_id,
+                            "event_type": e.event_type,
+                            "payload": e.payload,
+                            "ord": i,
+                        }
+                        for i, e in enumerate(self.events)
+                    ]
+                ),
             },
         )
         written, self.events = len(self.events), []
