@@ -34,6 +34,7 @@ import httpx
 import orjson
 import sqlalchemy as sa
 
+from bench.fake_graph import start_fake_graph
 from bench.history import bench_database_url, create_tenants, seed_history
 from bench.paced_load import percentile
 
@@ -226,26 +227,20 @@ def main() -> None:
 
     from config import get_settings
     from db import admin
-    from tests.support.processes import Process, free_port, start_worker
+    from tests.support.processes import Process, start_worker
     from tests.support.services import rabbitmq_vhost
 
     db_url = bench_database_url()
     with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:
-        port = free_port()
-        fake_url = f"http://127.0.0.1:{port}"
+        fake, fake_url = start_fake_graph()
         os.environ.update(
             {"DATABASE_URL": db_url, "RABBITMQ_URL": amqp, "LOG_LEVEL": "WARNING", "GRAPH_API_URL": fake_url,
              "OUTBOUND_REDIS_NAMESPACE": f"adsapp-bench:{uuid.uuid4().hex[:8]}",
              "DATABASE_POOL_SIZE": str(args.threads)}
         )  # fmt: skip
         get_settings.cache_clear()
-        fake = Process(
-            "fake-graph", [sys.executable, "-m", "workers.cli.main", "fake-graph", "--port", str(port)]
-        )
-        fake.start()
         worker: Process | None = None
         try:
-            fake.wait_ready(lambda: _up(fake_url), 30)
             httpx.post(f"{fake_url}/_fake/config", json={"latency_ms": args.latency_ms}).raise_for_status()
             engine, routes = _setup(args.numbers, args.mps, args.history)
             workers = {"processes": args.processes, "threads": args.threads, "timeout": 60}
@@ -292,13 +287,6 @@ def main() -> None:
             fake.stop()
             get_settings.cache_clear()
             admin.drop_database(get_settings())
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/_fake/faults", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":

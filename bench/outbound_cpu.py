@@ -12,16 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
 import sqlalchemy as sa
 
+from bench.fake_graph import start_fake_graph
 from bench.history import bench_database_url, create_tenants, seed_history
 
 
@@ -96,25 +95,18 @@ def main() -> None:
     from db.tables import organizations
     from db.uow import UnitOfWork
     from tests.support.jobs import RecordingPublisher
-    from tests.support.processes import Process, free_port
     from workers.graph import GraphClient
     from workers.inbound.routes import RouteCache
     from workers.outbound.handler import SendDeps, SendOutcome, send_message
     from workers.outbound.options import GraphAdapters, OutboundOptions
 
-    port = free_port()
-    fake_url = f"http://127.0.0.1:{port}"
+    fake, fake_url = start_fake_graph()
     os.environ["DATABASE_URL"] = bench_database_url()
     os.environ["GRAPH_API_URL"] = fake_url
     get_settings.cache_clear()
     settings = get_settings()
-    fake = Process(
-        "fake-graph", [sys.executable, "-m", "workers.cli.main", "fake-graph", "--port", str(port)]
-    )
-    fake.start()
-    admin.upgrade(settings)
     try:
-        fake.wait_ready(lambda: _up(fake_url), 30)
+        admin.upgrade(settings)
         # As the workers run it: pooled connections, no ping on checkout.
         engine = create_db_engine(settings, pool_size=1, pre_ping=False)
         routes = create_tenants(engine, args.numbers, mps=100_000)
@@ -171,13 +163,6 @@ def main() -> None:
     finally:
         fake.stop()
         admin.drop_database(settings)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/_fake/faults", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":
