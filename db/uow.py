@@ -53,10 +53,10 @@ class UnitOfWork(_GivesBack):
     `system=True` for maintenance work that must see every tenant, which is rare and explicit.
 
     `generic_plans=True` makes Postgres plan the transaction's prepared statements once per
-    connection (`plan_cache_mode`), for hot paths whose statements take arrays: it costs a
-    generic plan of such a statement more than the planning it saves, so left to itself it plans
-    it again on every execution. Their SQL is written to have good generic plans (`= ANY(array)`
-    lookups).
+    connection (`plan_cache_mode`), for hot paths whose statements take their rows as arrays or
+    JSON: it costs a generic plan of such a statement above the planning it would save, so left to
+    itself it plans it again on every execution. Their SQL is written to have good generic plans
+    (`= ANY(array)` lookups).
     """
 
     def __init__(
