@@ -67,6 +67,21 @@ def _setup(numbers: int, mps: int, history: int) -> tuple[Any, list[tuple[uuid.U
     return engine, routes
 
 
+def queued_row(org: uuid.UUID, pnid: str, i: int, tag: str) -> dict[str, Any]:
+    """A `queued` text message to recipient number `i`, as the send API stores it."""
+    message_id, to = uuid.uuid4(), f"1{i:011d}"
+    payload = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "text",
+        "text": {"body": f"{tag} {i}", "preview_url": False},
+        "biz_opaque_callback_data": str(message_id),
+    }
+    return {"id": message_id, "organization_id": org, "phone_number_id": pnid, "direction": "outbound",
+            "type": "text", "text": f"{tag} {i}", "status": "queued", "raw": payload}  # fmt: skip
+
+
 def _produce(
     engine: Any, routes: list[tuple[uuid.UUID, str]], total: int, rate: float, publishers: int
 ) -> float:
@@ -94,21 +109,9 @@ def _produce(
             rows, jobs = [], []
             for i in range(start, min(total, start + BATCH)):
                 org, pnid = routes[i % len(routes)]
-                message_id = uuid.uuid4()
-                to = f"1{i:011d}"
-                payload = {
-                    "messaging_product": "whatsapp",
-                    "recipient_type": "individual",
-                    "to": to,
-                    "type": "text",
-                    "text": {"body": f"bench {i}", "preview_url": False},
-                    "biz_opaque_callback_data": str(message_id),
-                }
-                rows.append(
-                    {"id": message_id, "organization_id": org, "phone_number_id": pnid,
-                     "direction": "outbound", "type": "text", "text": f"bench {i}", "status": "queued",
-                     "raw": payload}
-                )  # fmt: skip
+                row = queued_row(org, pnid, i, "bench")
+                rows.append(row)
+                message_id, to = row["id"], row["raw"]["to"]
                 jobs.append(send_job(org, message_id, pnid, to))
             with UnitOfWork(engine, system=True) as uow:
                 uow.conn.execute(sa.insert(messages), rows)

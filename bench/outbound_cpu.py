@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from bench.fake_graph import start_fake_graph
 from bench.history import bench_database_url, create_tenants, seed_history
+from bench.outbound import queued_row
 
 
 def _process_cpu_seconds(pid: int) -> float:
@@ -59,19 +60,9 @@ def _queue(engine: sa.Engine, routes: list[tuple[uuid.UUID, str]], tag: str, cou
     rows, commands = [], []
     for i in range(count):
         org, pnid = routes[i % len(routes)]
-        message_id, to = uuid.uuid4(), f"1{i:011d}"
-        payload = {
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to,
-            "type": "text",
-            "text": {"body": f"{tag} {i}", "preview_url": False},
-            "biz_opaque_callback_data": str(message_id),
-        }
-        rows.append(
-            {"id": message_id, "organization_id": org, "phone_number_id": pnid, "direction": "outbound",
-             "type": "text", "text": f"{tag} {i}", "status": "queued", "raw": payload}
-        )  # fmt: skip
+        row = queued_row(org, pnid, i, tag)
+        rows.append(row)
+        message_id, to = row["id"], row["raw"]["to"]
         commands.append(SendCommand(org, message_id, pnid, to))
     with UnitOfWork(engine, system=True) as uow:
         uow.conn.execute(sa.insert(messages), rows)
