@@ -43,7 +43,9 @@ BATCH = 100
 _MINE = "text LIKE 'bench %'"
 
 
-def _setup(numbers: int, mps: int, history: int) -> tuple[Any, list[tuple[uuid.UUID, str]]]:
+def setup_tenants(numbers: int, mps: int, history: int) -> tuple[Any, list[tuple[uuid.UUID, str]]]:
+    """This run's database migrated, `numbers` tenants on the enterprise plan (one number each, at
+    `mps`), a history seeded; returns an app-role engine and (organization, number) per tenant."""
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
@@ -245,7 +247,7 @@ def main() -> None:
         worker: Process | None = None
         try:
             httpx.post(f"{fake_url}/_fake/config", json={"latency_ms": args.latency_ms}).raise_for_status()
-            engine, routes = _setup(args.numbers, args.mps, args.history)
+            engine, routes = setup_tenants(args.numbers, args.mps, args.history)
             workers = {"processes": args.processes, "threads": args.threads, "timeout": 60}
             if args.backlog:  # the workers alone, without the producer beside them
                 produce_s = _produce(engine, routes, args.messages, args.rate, args.publishers)

@@ -21,8 +21,8 @@ import redis
 import sqlalchemy as sa
 
 from bench.fake_graph import start_fake_graph
-from bench.history import bench_database_url, create_tenants, seed_history
-from bench.outbound import queued_row
+from bench.history import bench_database_url
+from bench.outbound import queued_row, setup_tenants
 
 
 def _process_cpu_seconds(pid: int) -> float:
@@ -83,8 +83,6 @@ def main() -> None:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
-    from db.tables import organizations
-    from db.uow import UnitOfWork
     from tests.support.jobs import RecordingPublisher
     from workers.graph import GraphClient
     from workers.inbound.routes import RouteCache
@@ -97,19 +95,10 @@ def main() -> None:
     get_settings.cache_clear()
     settings = get_settings()
     try:
-        admin.upgrade(settings)
+        setup_engine, routes = setup_tenants(args.numbers, 100_000, args.history)
+        setup_engine.dispose()
         # As the workers run it: pooled connections, no ping on checkout.
         engine = create_db_engine(settings, pool_size=1, pre_ping=False)
-        routes = create_tenants(engine, args.numbers, mps=100_000)
-        with UnitOfWork(engine, system=True) as uow:
-            ids = [org for org, _ in routes]
-            uow.conn.execute(
-                sa.update(organizations).where(organizations.c.id.in_(ids)).values(plan="enterprise")
-            )
-            uow.commit()
-        owner = create_db_engine(settings, pool_size=1, as_app_role=False)
-        seed_history(owner, args.history)
-        owner.dispose()
         client = redis.Redis.from_url(settings.redis_url)
         options = OutboundOptions(redis_namespace=f"adsapp-bench:{uuid.uuid4().hex[:8]}")
         graph = GraphAdapters(GraphClient.from_settings(settings), client, options)

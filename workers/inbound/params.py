@@ -1,5 +1,6 @@
 """Helpers shared by the inbound SQL: raw psycopg statements with fixed text, so psycopg prepares
-them server-side after a few uses, and rows passed as arrays (one round trip per batch).
+them server-side after a few uses, and rows passed as one JSON parameter or as arrays (one round
+trip per batch).
 
 Statements go to the driver's cursor directly, on the unit of work's connection and inside its
 transaction: SQLAlchemy's per-statement machinery cost about a third again as much CPU as the
@@ -9,7 +10,7 @@ SQLAlchemy's, with a broken connection invalidated.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -59,7 +60,3 @@ def json_text(value: object) -> str | None:
     if value is None:
         return None
     return orjson.dumps(value).decode()
-
-
-def json_texts(values: Sequence[object]) -> list[str | None]:
-    return [json_text(v) for v in values]

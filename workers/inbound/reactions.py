@@ -7,7 +7,7 @@ stays, so an older reaction arriving late cannot bring a removed one back). Ties
 one-second timestamps go to the reaction received last.
 
 When the target is not stored yet (the send path has not recorded its wamid), nothing is lost:
-`statuses.apply_pending_statuses` sets it from the newest reaction row when the wamid appears.
+`statuses.CATCH_UP` sets it from the newest reaction row when the wamid appears.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@
   highest rank is applied. Each status's own time column (`sent_at`, ...) is filled whatever the
   order of arrival.
 - A status whose message is not stored yet (the send path records the wamid after Meta answered,
-  and Meta can be faster) is kept with `applied = false` and applied by `apply_pending_statuses`
-  when the send path records that wamid. Both sides take a transaction-scoped advisory lock on the
-  wamid first, so one of them always sees the other's committed row.
+  and Meta can be faster) is kept with `applied = false` and applied when the send path records
+  that wamid (`CATCH_UP`, sent with the record; `apply_pending_statuses` in a unit of work). Both
+  sides take a transaction-scoped advisory lock on the wamid first, so one of them always sees the
+  other's committed row.
 - A status for an unknown wamid whose `biz_opaque_callback_data` names one of this organization's
   `ambiguous` sends (the call timed out or its answer was lost, so the wamid was never recorded)
   settles it: the message adopts the wamid, and the status applies as to any other send. Meta
@@ -24,13 +25,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import psycopg
-from psycopg.rows import namedtuple_row
 from sqlalchemy.engine import Connection
 
-from db import prepared
 from db.prepared import Prepared
-from db.uow import translate_error
 from domain.status import MessageStatus, parse_webhook_status, rank
 from domain.whatsapp import StatusUpdate
 from workers.inbound.params import json_text, run
@@ -196,16 +193,10 @@ CATCH_UP = (
 
 def apply_pending_statuses(conn: Connection, wamid: str) -> StatusOutcome:
     """Apply what arrived for `wamid` before its message row existed (statuses, and the customer's
-    reaction to it), in the transaction that has just recorded the wamid."""
-    dbapi: Any = conn.connection.dbapi_connection
-    cursor = psycopg.ClientCursor(dbapi, row_factory=namedtuple_row)
-    text = "; ".join(s.execute_text for s in CATCH_UP)
-    try:
-        prepared.execute(conn, cursor, text, {"wamid": wamid}, CATCH_UP, opens_transaction=False)
-    except psycopg.Error as exc:
-        raise translate_error(conn, exc) from exc
-    cursor.nextset()
-    return apply_caught_up(conn, cursor.fetchall())
+    reaction to it), in a unit of work that has just stored the wamid: the same statements the send
+    path sends along with its record (`CATCH_UP`), one by one."""
+    run(conn, _LOCK_ONE, {"wamid": wamid})
+    return apply_caught_up(conn, run(conn, _CATCH_UP_AND_CLAIM_PENDING, {"wamid": wamid}).all())
 
 
 def apply_caught_up(conn: Connection, rows: Sequence[Any]) -> StatusOutcome:
