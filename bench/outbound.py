@@ -69,19 +69,36 @@ def setup_tenants(numbers: int, mps: int, history: int) -> tuple[Any, list[tuple
     return engine, routes
 
 
-def queued_row(org: uuid.UUID, pnid: str, i: int, tag: str) -> dict[str, Any]:
-    """A `queued` text message to recipient number `i`, as the send API stores it."""
-    message_id, to = uuid.uuid4(), f"1{i:011d}"
-    payload = {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": to,
-        "type": "text",
-        "text": {"body": f"{tag} {i}", "preview_url": False},
-        "biz_opaque_callback_data": str(message_id),
-    }
-    return {"id": message_id, "organization_id": org, "phone_number_id": pnid, "direction": "outbound",
-            "type": "text", "text": f"{tag} {i}", "status": "queued", "raw": payload}  # fmt: skip
+def insert_queued(
+    engine: Any, routes: list[tuple[uuid.UUID, str]], indices: range, tag: str
+) -> list[tuple[uuid.UUID, uuid.UUID, str, str]]:
+    """`queued` text messages, one per index (recipient number `i`, tenants in turn), stored as the
+    send API stores them, in one statement; returns (organization, message id, number, recipient)
+    for each, what a send job names."""
+    from db.tables import messages
+    from db.uow import UnitOfWork
+
+    rows, queued = [], []
+    for i in indices:
+        org, pnid = routes[i % len(routes)]
+        message_id, to = uuid.uuid4(), f"1{i:011d}"
+        payload = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": {"body": f"{tag} {i}", "preview_url": False},
+            "biz_opaque_callback_data": str(message_id),
+        }
+        rows.append(
+            {"id": message_id, "organization_id": org, "phone_number_id": pnid, "direction": "outbound",
+             "type": "text", "text": f"{tag} {i}", "status": "queued", "raw": payload}
+        )  # fmt: skip
+        queued.append((org, message_id, pnid, to))
+    with UnitOfWork(engine, system=True) as uow:
+        uow.conn.execute(sa.insert(messages), rows)
+        uow.commit()
+    return queued
 
 
 def _produce(
@@ -95,8 +112,6 @@ def _produce(
     """
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-    from db.tables import messages
-    from db.uow import UnitOfWork
     from domain.outbound import send_job
     from workers.publisher import BrokerJobPublisher
 
@@ -108,17 +123,8 @@ def _produce(
         for start in range(0, total, BATCH):
             due = started + start / rate
             time.sleep(max(0.0, due - time.monotonic()))
-            rows, jobs = [], []
-            for i in range(start, min(total, start + BATCH)):
-                org, pnid = routes[i % len(routes)]
-                row = queued_row(org, pnid, i, "bench")
-                rows.append(row)
-                message_id, to = row["id"], row["raw"]["to"]
-                jobs.append(send_job(org, message_id, pnid, to))
-            with UnitOfWork(engine, system=True) as uow:
-                uow.conn.execute(sa.insert(messages), rows)
-                uow.commit()
-            list(pool.map(publisher.publish, jobs))
+            queued = insert_queued(engine, routes, range(start, min(total, start + BATCH)), "bench")
+            list(pool.map(publisher.publish, [send_job(*q) for q in queued]))
     produced = time.monotonic() - started
     publisher.close()
     return produced

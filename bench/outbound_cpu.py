@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from bench.fake_graph import start_fake_graph
 from bench.history import bench_database_url
-from bench.outbound import queued_row, setup_tenants
+from bench.outbound import insert_queued, setup_tenants
 
 
 def _process_cpu_seconds(pid: int) -> float:
@@ -53,20 +53,9 @@ def _redis_cpu(client: redis.Redis) -> float:
 
 
 def _queue(engine: sa.Engine, routes: list[tuple[uuid.UUID, str]], tag: str, count: int) -> list[Any]:
-    from db.tables import messages
-    from db.uow import UnitOfWork
     from workers.outbound.handler import SendCommand
 
-    rows, commands = [], []
-    for i in range(count):
-        org, pnid = routes[i % len(routes)]
-        row = queued_row(org, pnid, i, tag)
-        rows.append(row)
-        message_id, to = row["id"], row["raw"]["to"]
-        commands.append(SendCommand(org, message_id, pnid, to))
-    with UnitOfWork(engine, system=True) as uow:
-        uow.conn.execute(sa.insert(messages), rows)
-        uow.commit()
+    commands = [SendCommand(*q) for q in insert_queued(engine, routes, range(count), tag)]
     with engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE messages")
     return commands
