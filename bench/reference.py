@@ -12,6 +12,8 @@ from typing import Any
 
 # Dramatiq no-op drain, 2 processes x 8 threads, on the reference machine (messages/s).
 NOOP_DRAIN_PER_S = 9_400.0
+# The same drain with one Postgres `INSERT ... ON CONFLICT` (its own commit) per message.
+INSERT_DRAIN_PER_S = 3_300.0
 # Starlette + HMAC verification, one uvicorn worker, no publish (requests/s). Our plain ceiling runs
 # two workers, so the factor it gives overstates this machine's speed: the scaled target is stricter.
 PLAIN_WEBHOOK_PER_S = 30_900.0
