@@ -131,7 +131,7 @@ def _baseline(
     import dramatiq
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-    from tests.support.processes import Process, start_worker, wait_for
+    from tests.support.processes import Process, queue_depth, start_worker, wait_for
 
     broker = RabbitmqBroker(url=os.environ["RABBITMQ_URL"], confirm_delivery=True)
     broker.declare_queue(queue)
@@ -145,7 +145,7 @@ def _baseline(
         [queue], processes=processes, threads=threads, module=module, env={"LOG_LEVEL": "WARNING"}
     )
     ready = time.monotonic()
-    wait_for(lambda: _depth(queue) == 0, 300, 0.05)
+    wait_for(lambda: queue_depth(os.environ["RABBITMQ_URL"], queue) == 0, 300, 0.05)
     drained = time.monotonic()
     worker.stop()
     return {
@@ -186,16 +186,6 @@ def _insert_baseline(engine: sa.Engine, processes: int, threads: int, count: int
         actor="insert",
         args=lambda i: (f"k{i}", body, time.time()),
     )
-
-
-def _depth(queue: str) -> int:
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(os.environ["RABBITMQ_URL"]))
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        connection.close()
 
 
 def _targets(sustained: float, backlog: float, noop: float, insert: float) -> dict[str, Any]:

@@ -34,7 +34,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-import pika
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,6 +42,7 @@ from bench.paced_load import percentile, run_paced  # noqa: E402
 from bench.reference import PLAIN_WEBHOOK_PER_S, scaled_target  # noqa: E402
 from config.settings import get_settings  # noqa: E402
 from domain import jobs  # noqa: E402
+from tests.support.processes import queue_depth  # noqa: E402
 from tests.support.services import rabbitmq_vhost  # noqa: E402
 
 SECRET = "bench-app-secret"
@@ -206,14 +206,6 @@ class Ingress:
         assert self.process is not None
         self.process.terminate()
         self.process.wait(20)
-
-
-def queue_depth(url: str, queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        connection.close()
 
 
 def main() -> None:

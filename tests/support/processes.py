@@ -165,6 +165,17 @@ def start_worker(
     return process
 
 
+def queue_depth(amqp_url: str, queue: str) -> int:
+    """Messages ready in a declared queue."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
 def consumers(queue: str, amqp_url: str) -> int:
     import pika
     import pika.exceptions

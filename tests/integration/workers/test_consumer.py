@@ -8,21 +8,13 @@ import time
 import uuid
 
 import dramatiq
-import pika
 import pytest
 
 from config import Settings
+from tests.support.processes import queue_depth
 from workers.consumer import QueuedAckRabbitmqBroker
 
 pytestmark = pytest.mark.integration
-
-
-def _ready(url: str, queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        connection.close()
 
 
 def test_processed_messages_are_acked_and_nothing_is_requeued_on_stop(settings: Settings) -> None:
@@ -50,4 +42,4 @@ def test_processed_messages_are_acked_and_nothing_is_requeued_on_stop(settings: 
         broker.close()
     assert sorted(done) == list(range(total))
     # Unacked messages go back to the queue when the consumer's connection closes.
-    assert _ready(settings.rabbitmq_url, queue) == 0
+    assert queue_depth(settings.rabbitmq_url, queue) == 0
