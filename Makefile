@@ -28,7 +28,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy --strict config domain db ingress workers
+	$(BIN)/mypy --strict config domain db services ingress workers
 
 ## test: lint, type-check and the whole suite against the real Postgres, RabbitMQ and Redis
 test: lint typecheck
