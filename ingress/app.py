@@ -26,7 +26,6 @@ from ingress.health import (
     Readiness,
     healthz,
     libpq_url,
-    metrics_endpoint,
     postgres_probe,
     rabbitmq_probe,
     readyz_endpoint,
@@ -42,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 WHATSAPP_PATH: Final = "/webhooks/whatsapp"
 STRIPE_PATH: Final = "/webhooks/stripe"
-_ROUTE_LABELS: Final = frozenset({WHATSAPP_PATH, STRIPE_PATH, "/healthz", "/readyz", "/metrics"})
+_ROUTE_LABELS: Final = frozenset({WHATSAPP_PATH, STRIPE_PATH, "/healthz", "/readyz"})
 
 
 class RequestMetrics:
@@ -187,7 +186,6 @@ def create_app(
             Route(STRIPE_PATH, stripe, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz_endpoint(readiness), methods=["GET"]),
-            Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
             api_mount(api),
         ],
         lifespan=lifespan,

@@ -66,13 +66,13 @@ def build_resources(settings: Settings, options: ApiOptions) -> ApiResources:
 class ApiMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.requests = Counter(
-            "api_requests_total",
+            "adsapp_api_requests_total",
             "API answers, by operation and status",
             ["operation", "status"],
             registry=registry,
         )
         self.seconds = Histogram(
-            "api_request_seconds",
+            "adsapp_api_request_seconds",
             "API request handling time, by operation",
             ["operation"],
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
