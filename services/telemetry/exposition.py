@@ -49,8 +49,9 @@ def _alive(pid: int) -> bool:
 
 
 def prune_dead(directory: Path) -> list[int]:
-    """Mark every process with files in `directory` that no longer runs as dead; the pids pruned."""
-    pids = {int(m.group(1)) for p in directory.glob("*.db") if (m := _PID_FILE.search(p.name))}
+    """Drop the live gauges of every process that no longer runs; the pids pruned."""
+    # Only live gauges are per-process state to drop; counters of dead processes stay counted.
+    pids = {int(m.group(1)) for p in directory.glob("gauge_live*.db") if (m := _PID_FILE.search(p.name))}
     dead = sorted(pid for pid in pids if not _alive(pid))
     for pid in dead:
         multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
