@@ -35,7 +35,9 @@ from ingress.metrics import Metrics
 from ingress.payload import check_stripe_shape, check_whatsapp_shape
 from ingress.publisher import Publisher, RabbitPublisher
 from ingress.signatures import StripeVerifier, WhatsAppVerifier
+from ingress.tracing import server_spans
 from ingress.webhooks import WebhookRoute, WebhookSource
+from services.telemetry import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +77,16 @@ class IngressApp(Starlette):
     """
 
     webhook_posts: dict[str, WebhookRoute]
+    # OpenTelemetry's ASGI middleware around `dispatch`, when tracing is on (ingress.tracing).
+    traced: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.traced is not None:
+            await self.traced(scope, receive, send)
+            return
+        await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             route = self.webhook_posts.get(scope["path"])
             if route is not None:
@@ -192,10 +202,14 @@ def create_app(
     )
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.webhook_posts = {WHATSAPP_PATH: whatsapp, STRIPE_PATH: stripe}
+    app.traced = server_spans(app.dispatch)
     app.state.metrics = metrics
     app.state.publisher = publisher
     app.state.readiness = readiness
     return app
 
 
+tracing.configure_tracing(
+    get_settings().otel_service_name or "adsapp-ingress", get_settings().otel_exporter_otlp_endpoint
+)
 app = create_app()

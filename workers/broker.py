@@ -21,6 +21,7 @@ from dramatiq.middleware import (
 )
 
 from config import Settings, get_settings
+from services.telemetry.dramatiq_context import TraceContext
 from workers.consumer import QueuedAckRabbitmqBroker
 from workers.deadletters import DeadLetterRecorder
 from workers.metrics import GroupPrometheus, QueueWait
@@ -42,6 +43,7 @@ def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
     middleware = [
         *metrics,
         QueueWait(),
+        TraceContext(),
         AgeLimit(),
         TimeLimit(time_limit=TIME_LIMIT_MS),
         ShutdownNotifications(),

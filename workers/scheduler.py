@@ -22,6 +22,7 @@ from config import get_settings
 from config.logging import configure_logging
 from db import outbox
 from db.uow import UnitOfWork
+from services.telemetry import tracing
 from services.telemetry.exposition import MetricsServer
 from workers import resources
 from workers.broker import setup_broker
@@ -94,6 +95,9 @@ class _Default(Collector):
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
+    traced = tracing.configure_tracing(
+        settings.otel_service_name or "adsapp-scheduler", settings.otel_exporter_otlp_endpoint
+    )
     broker = setup_broker(settings)
     res = resources.build(broker, settings)
     stop = threading.Event()
@@ -116,6 +120,8 @@ def main() -> None:
         run(stop, tasks, res)
     finally:
         metrics.close()
+        if traced is not None:
+            traced.shutdown()
         res.close()
         broker.close()
 

@@ -22,6 +22,7 @@ from db.engine import create_db_engine
 from domain.ports import JobPublisher
 from ingress.api.errors import ApiError, ErrorCode
 from ingress.api.ratelimit import RateLimiter
+from services.telemetry.dramatiq_context import TraceContext
 from workers.publisher import BrokerJobPublisher
 
 
@@ -53,7 +54,9 @@ class ApiResources:
 def build_resources(settings: Settings, options: ApiOptions) -> ApiResources:
     engine = create_db_engine(settings)
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    jobs = BrokerJobPublisher(RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[]))
+    # TraceContext: the job carries the request's trace context to the worker that consumes it.
+    broker = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[TraceContext()])
+    jobs = BrokerJobPublisher(broker)
     limiter = RateLimiter(
         redis,
         limit=options.rate_limit,
