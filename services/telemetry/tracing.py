@@ -126,5 +126,3 @@ def end_failed(span: trace.Span, reason: str) -> None:
 def extract(headers: Mapping[str, str] | None) -> context.Context:
     """The context a message carried (an empty one if it carried none)."""
     return propagate.extract(dict(headers or {}))
-
-
