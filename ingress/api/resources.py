@@ -22,7 +22,7 @@ from db.engine import create_db_engine
 from domain.ports import JobPublisher
 from ingress.api.errors import ApiError, ErrorCode
 from ingress.api.ratelimit import RateLimiter
-from workers.publisher import BrokerJobPublisher
+from services.publisher import BrokerJobPublisher
 
 
 @dataclass(frozen=True, slots=True)
