@@ -74,6 +74,6 @@ def test_mask_url() -> None:
 
 
 def test_app_role_must_be_an_identifier(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_APP_ROLE", 'x"; DROP TABLE messages; --')
-    with pytest.raises(ValidationError, match="DATABASE_APP_ROLE"):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x%22%3B%20DROP@db/fleet")
+    with pytest.raises(ValidationError, match="DATABASE_URL"):
         Settings()
