@@ -6,6 +6,8 @@ Secrets are `SecretStr` so they never show up in a repr, a log line or a traceba
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from functools import lru_cache
 from typing import Annotated
@@ -111,6 +113,21 @@ class Settings(BaseSettings):
     def _not_empty(cls, value: list[SecretStr]) -> list[SecretStr]:
         if not value:
             raise ValueError("at least one secret is required")
+        return value
+
+    @field_validator("token_encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for key in value:
+            try:
+                raw = base64.urlsafe_b64decode(key.get_secret_value().encode())
+            except (ValueError, binascii.Error):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(
+                    "TOKEN_ENCRYPTION_KEYS must be Fernet keys: 32 url-safe base64-encoded bytes each "
+                    "(Fernet.generate_key() of the cryptography package makes one)"
+                )
         return value
 
     @field_validator("app_env")

@@ -68,7 +68,7 @@ def ensure_database(settings: Settings) -> bool:
     except psycopg.OperationalError as exc:
         raise DependencyUnavailable(
             "PostgreSQL",
-            "DATABASE_ADMIN_URL",
+            "DATABASE_ADMIN_URL" if settings.database_admin_url else "DATABASE_URL",
             make_url(settings.admin_sqlalchemy_url).render_as_string(),
             exc,
         ) from exc

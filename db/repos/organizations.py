@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from db.tables import api_keys, organizations, whatsapp_numbers
+from db.token_cipher import seal
 from domain.apikeys import NewApiKey
 
 
@@ -41,7 +42,7 @@ def add_number(
                     phone_number_id=phone_number_id,
                     display_phone_number=display_phone_number,
                     waba_id=waba_id,
-                    access_token=access_token,
+                    access_token=seal(access_token),  # encrypted at rest
                     mps=mps,
                 )
                 .returning(whatsapp_numbers.c.id)
