@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -52,7 +53,13 @@ def add_number(
 
 
 def add_api_key(
-    conn: Connection, organization_id: UUID, name: str, key: NewApiKey, scopes: tuple[str, ...]
+    conn: Connection,
+    organization_id: UUID,
+    name: str,
+    key: NewApiKey,
+    scopes: tuple[str, ...],
+    *,
+    expires_at: datetime | None = None,
 ) -> UUID:
     return UUID(
         str(
@@ -64,6 +71,7 @@ def add_api_key(
                     prefix=key.prefix,
                     key_hash=key.key_hash,
                     scopes=list(scopes),
+                    expires_at=expires_at,
                 )
                 .returning(api_keys.c.id)
             ).scalar_one()
