@@ -125,6 +125,7 @@ def test_outside_development_a_development_secret_refuses_to_start(
 
 def test_production_with_its_own_secrets_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.delenv("DATABASE_ADMIN_URL", raising=False)
     for name, value in PRODUCTION_SECRETS.items():
         monkeypatch.setenv(name, value)
     s = Settings(_env_file=None)  # type: ignore[call-arg]
