@@ -20,11 +20,9 @@ from tests.support.processes import ROOT, Process, consumers, free_port, wait_fo
 DEPLOY = ROOT / "deploy" / "prometheus"
 # The worker groups the Procfile runs, with the processes each gets in the test: two for inbound,
 # so that its endpoint has to sum over processes.
-# No actor uses `maintenance` yet, so nobody consumes it: that group is ready when it serves metrics.
-GROUPS: dict[str, tuple[str | None, int]] = {"inbound": ("inbound", 2), "outbound": ("outbound", 1),
-                                             "billing": ("billing", 1), "maintenance": (None, 1)}  # fmt: skip
-DEFAULT_PORTS = {"web": 9190, "inbound": 9191, "outbound": 9192, "billing": 9194, "maintenance": 9195,
-                 "scheduler": 9196}  # fmt: skip
+GROUPS: dict[str, tuple[str, int]] = {"inbound": ("inbound", 2), "outbound": ("outbound", 1),
+                                      "billing": ("billing", 1)}  # fmt: skip
+DEFAULT_PORTS = {"web": 9190, "inbound": 9191, "outbound": 9192, "billing": 9194, "scheduler": 9196}
 
 
 @dataclass
@@ -81,7 +79,7 @@ def running_fleet(env: dict[str, str], web_concurrency: int = 2) -> Iterator[Fle
         for group, (queue, processes) in GROUPS.items():
             fleet.processes[group].wait_ready(
                 lambda q=queue, n=processes, g=group: (
-                    (q is None or consumers(q, env["RABBITMQ_URL"]) >= n) and _answers(fleet.metrics[g])
+                    consumers(q, env["RABBITMQ_URL"]) >= n and _answers(fleet.metrics[g])
                 ),
                 90,
             )

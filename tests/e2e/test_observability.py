@@ -41,7 +41,7 @@ pytestmark = [
 SECRET = "obs-app-secret"
 WEBHOOKS = 5
 SENDS = 3
-JOBS = {"web", "inbound", "outbound", "billing", "maintenance", "scheduler"}
+JOBS = {"web", "inbound", "outbound", "billing", "scheduler"}
 
 
 @pytest.fixture(scope="module")
