@@ -103,6 +103,22 @@ class Settings(BaseSettings):
     # Ingress: deepest JSON nesting accepted in a webhook body (Meta and Stripe stay under 15).
     max_json_depth: int = Field(default=128, ge=16, le=1000)
 
+    # Observability. Metrics are served on internal ports, one per process group, never on $PORT.
+    metrics_host: str = "127.0.0.1"
+    ingress_metrics_port: int = Field(default=9190, ge=1, le=65535)
+    scheduler_metrics_port: int = Field(default=9196, ge=1, le=65535)
+    # Parent of each group's prometheus_client multiprocess directory (wiped at each start).
+    metrics_dir: str = "var/prometheus"
+    # uvicorn worker processes of the ingress (`python -m ingress.run`).
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+    # Optional (http://user:password@host:15672): unacked counts per queue need RabbitMQ's statistics.
+    rabbitmq_management_url: str | None = None
+    # How often the scheduler refreshes the fleet gauges (queue depths, outbox, breakers).
+    fleet_gauges_interval_seconds: float = Field(default=10.0, gt=0)
+    # Tracing is on only when an OTLP endpoint is set (http://collector:4318); off, it costs nothing.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str | None = None
+
     @field_validator("whatsapp_app_secret", "stripe_webhook_secret", "token_encryption_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

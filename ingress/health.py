@@ -1,4 +1,4 @@
-"""Liveness, readiness and the metrics exposition.
+"""Liveness and readiness (metrics are served on an internal port: see ingress/run.py).
 
 /healthz says the process answers; /readyz says whether it can do its job now (broker channel open,
 Postgres and Redis answering), naming each dependency, so an orchestrator stops routing webhooks to
@@ -18,12 +18,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import psycopg
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ingress.metrics import Metrics
 from ingress.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -125,10 +123,3 @@ def readyz_endpoint(readiness: Readiness) -> Callable[[Request], Awaitable[Respo
         return JSONResponse({"status": "ready", "checks": checks})
 
     return readyz
-
-
-def metrics_endpoint(metrics: Metrics) -> Callable[[Request], Awaitable[Response]]:
-    async def exposition(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return exposition

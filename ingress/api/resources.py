@@ -23,6 +23,7 @@ from domain.ports import JobPublisher
 from ingress.api.errors import ApiError, ErrorCode
 from ingress.api.ratelimit import RateLimiter
 from services.publisher import BrokerJobPublisher
+from services.telemetry.dramatiq_context import TraceContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,9 @@ class ApiResources:
 def build_resources(settings: Settings, options: ApiOptions) -> ApiResources:
     engine = create_db_engine(settings)
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    jobs = BrokerJobPublisher(RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[]))
+    # TraceContext: the job carries the request's trace context to the worker that consumes it.
+    broker = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[TraceContext()])
+    jobs = BrokerJobPublisher(broker)
     limiter = RateLimiter(
         redis,
         limit=options.rate_limit,
@@ -79,13 +82,13 @@ def build_resources(settings: Settings, options: ApiOptions) -> ApiResources:
 class ApiMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.requests = Counter(
-            "api_requests_total",
+            "adsapp_api_requests_total",
             "API answers, by operation and status",
             ["operation", "status"],
             registry=registry,
         )
         self.seconds = Histogram(
-            "api_request_seconds",
+            "adsapp_api_request_seconds",
             "API request handling time, by operation",
             ["operation"],
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
