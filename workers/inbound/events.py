@@ -25,7 +25,7 @@ _RECORD_WEBHOOK = """
 INSERT INTO webhook_events (organization_id, source, event_id, event_type, received_at, processed_at,
                             outcome, payload)
 VALUES (%(org)s::uuid, 'whatsapp', %(event_id)s, %(event_type)s, to_timestamp(%(received_at)s::float8),
-        now(), 'recorded', %(payload)s::jsonb)
+        now(), %(outcome)s, %(payload)s::jsonb)
 ON CONFLICT (source, event_id) DO NOTHING
 RETURNING id
 """
@@ -82,6 +82,7 @@ def record_webhook_event(
     event_type: str,
     payload: object,
     received_at: float,
+    outcome: str = "recorded",
 ) -> bool:
     """Whether it is new (False: this exact change was recorded before)."""
     row = run(
@@ -92,6 +93,7 @@ def record_webhook_event(
             "event_id": event_id,
             "event_type": event_type,
             "received_at": received_at,
+            "outcome": outcome,
             "payload": json_text(payload),
         },
     ).first()

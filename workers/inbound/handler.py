@@ -42,6 +42,7 @@ class Outcome:
     media_jobs: int = 0
     number_changes: int = 0
     recorded_events: int = 0
+    unparsed: int = 0
     realtime: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -57,6 +58,8 @@ def handle_change(uow: UnitOfWork, change: WebhookChange, route: Routed, receive
             _handle_statuses(uow, change, org, events, outcome)
         if change.errors:
             _record_change_errors(uow, change, org, received_at, events)
+        if change.unparsed:
+            _record_unparsed(uow, change, org, received_at, outcome)
     outcome.recorded_events = events.flush(uow.conn, org)
     return outcome
 
@@ -174,6 +177,7 @@ def _handle_statuses(
 
 
 TEMPLATE_STATUS_FIELD = "message_template_status_update"
+UNPARSEABLE_OUTCOME = "unparseable"
 
 
 def _record_account_event(
@@ -214,6 +218,29 @@ def _record_change_errors(
         received_at=received_at,
     ):
         events.add("whatsapp_number", change.phone_number_id or "", "whatsapp.errors", errors=errors)
+
+
+def _record_unparsed(
+    uow: UnitOfWork, change: WebhookChange, org: UUID, received_at: float, outcome: Outcome
+) -> None:
+    """Items of this change that could not be read, kept raw with the reason in `webhook_events`."""
+    for item in change.unparsed:
+        payload = {
+            "entry_id": change.entry_id,
+            "phone_number_id": change.phone_number_id,
+            "kind": item.kind,
+            "reason": item.reason,
+            "raw": item.raw,
+        }
+        outcome.unparsed += record_webhook_event(
+            uow.conn,
+            org,
+            event_id=_digest(payload),
+            event_type=f"messages.unparseable_{item.kind}",
+            payload=payload,
+            received_at=received_at,
+            outcome=UNPARSEABLE_OUTCOME,
+        )
 
 
 def _digest(payload: object) -> str:
