@@ -183,3 +183,19 @@ def test_a_change_parked_as_its_number_is_added_sees_the_number(
     route = parking.park_unowned(engine, routes, change, time.time())
     assert route is not None and route.organization_id == org
     assert _parked(engine, pn) == []
+
+
+def test_no_tenant_sees_the_parked_changes(engine: Engine, deliver: Callable[..., Any]) -> None:
+    pn = f"pn-private-{uuid.uuid4().hex[:8]}"
+    deliver(wa.delivery(wa.change(pn, messages=[wa.text(CUSTOMER, "for someone else")])))
+    assert len(_parked(engine, pn)) == 1
+    org = _new_org(engine)
+    with UnitOfWork(engine, organization_id=org) as uow:
+        assert uow.conn.execute(sa.text("SELECT count(*) FROM parked_changes")).scalar_one() == 0
+        with pytest.raises(sa.exc.ProgrammingError):  # row-level security refuses the write
+            uow.conn.execute(
+                sa.text(
+                    "INSERT INTO parked_changes (digest, change, reason, received_at) "
+                    "VALUES ('x', '{}'::jsonb, 'unknown_number', now())"
+                )
+            )
