@@ -16,6 +16,7 @@ from uuid import UUID
 import orjson
 
 from db.uow import UnitOfWork
+from domain.inbox import UNPARSEABLE
 from domain.whatsapp import InboundMessage, WebhookChange
 from workers.inbound.contacts import change_number, upsert_contacts
 from workers.inbound.events import EventBuffer, record_webhook_event
@@ -177,7 +178,6 @@ def _handle_statuses(
 
 
 TEMPLATE_STATUS_FIELD = "message_template_status_update"
-UNPARSEABLE_OUTCOME = "unparseable"
 
 
 def _record_account_event(
@@ -239,7 +239,7 @@ def _record_unparsed(
             event_type=f"messages.unparseable_{item.kind}",
             payload=payload,
             received_at=received_at,
-            outcome=UNPARSEABLE_OUTCOME,
+            outcome=UNPARSEABLE,
         )
 
 

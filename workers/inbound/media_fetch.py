@@ -21,13 +21,14 @@ from uuid import UUID
 
 from sqlalchemy.engine import Engine
 
+from db.repos.inbound import media as repo
 from db.tenants import NumberRoute
 from db.uow import UnitOfWork
 from domain.errors import PermanentError, TransientError
+from domain.inbox import MediaStatus
 from domain.media import checksum_problem, sha256_hex
 from domain.ports import MediaStorage
 from workers.inbound import metrics
-from workers.inbound.params import run
 
 log = logging.getLogger(__name__)
 
@@ -91,28 +92,17 @@ def fetch_media(
     media_id: str,
 ) -> FetchResult:
     with UnitOfWork(engine, organization_id=organization_id) as uow:
-        row = run(
-            uow.conn,
-            "UPDATE media SET attempts = attempts + 1, updated_at = now() "
-            "WHERE media_id = %(media_id)s AND status <> 'stored' "
-            "AND (retry_after IS NULL OR retry_after <= now()) "
-            "RETURNING id, sha256, checksum_mismatches",
-            {"media_id": media_id},
-        ).first()
+        row = repo.claim_attempt(uow.conn, media_id)
         if row is None:
-            found = run(
-                uow.conn,
-                "SELECT storage_key, status, retry_after, last_error FROM media WHERE media_id = %(m)s",
-                {"m": media_id},
-            ).first()
+            found = repo.find(uow.conn, media_id)
             uow.commit()
-            if found is not None and found.status != "stored":
+            if found is not None and found.status != MediaStatus.STORED:
                 metrics.MEDIA_FETCHES.labels("held").inc()
                 raise ChecksumMismatchPersists(
                     f"not fetched again before {found.retry_after.isoformat()}: {found.last_error}"
                 )
             metrics.MEDIA_FETCHES.labels("already_stored" if found else "missing").inc()
-            return FetchResult("already_stored" if found else "missing", found[0] if found else None)
+            return FetchResult("already_stored" if found else "missing", found.storage_key if found else None)
         uow.commit()
     expected = row.sha256
     try:
@@ -132,32 +122,21 @@ def fetch_media(
             metrics.MEDIA_FETCHES.labels("checksum_failed").inc()
             log.warning("media checksum never matched", extra={"media_id": media_id, "error": str(exc)})
             raise ChecksumMismatchPersists(str(exc)) from exc
-        _note(engine, organization_id, media_id, "pending", exc, mismatch=True)
+        _note(engine, organization_id, media_id, MediaStatus.PENDING, exc, mismatch=True)
         metrics.MEDIA_FETCHES.labels("checksum_mismatch").inc()
         raise
     except TransientError as exc:
-        _note(engine, organization_id, media_id, "pending", exc)
+        _note(engine, organization_id, media_id, MediaStatus.PENDING, exc)
         metrics.MEDIA_FETCHES.labels("retry").inc()
         raise
     except PermanentError as exc:
-        _note(engine, organization_id, media_id, "failed", exc)
+        _note(engine, organization_id, media_id, MediaStatus.FAILED, exc)
         metrics.MEDIA_FETCHES.labels("failed").inc()
         log.warning("media fetch failed for good", extra={"media_id": media_id, "error": str(exc)})
         return FetchResult("failed")
     with UnitOfWork(engine, organization_id=organization_id) as uow:
-        run(
-            uow.conn,
-            "UPDATE media SET status = 'stored', storage_key = %(key)s, mime_type = %(mime)s, "
-            "sha256 = %(sha)s, file_size = %(size)s, last_error = NULL, checksum_mismatches = 0, "
-            "retry_after = NULL, updated_at = now() "
-            "WHERE media_id = %(media_id)s",
-            {
-                "key": key,
-                "mime": info.mime_type,
-                "sha": sha256_hex(data),
-                "size": len(data),
-                "media_id": media_id,
-            },
+        repo.mark_stored(
+            uow.conn, media_id, key=key, mime_type=info.mime_type, sha256=sha256_hex(data), size=len(data)
         )
         uow.commit()
     metrics.MEDIA_FETCHES.labels("stored").inc()
@@ -168,32 +147,20 @@ def _note(
     engine: Engine,
     organization_id: UUID,
     media_id: str,
-    status: str,
+    status: MediaStatus,
     exc: BaseException,
     *,
     mismatch: bool = False,
 ) -> None:
     with UnitOfWork(engine, organization_id=organization_id) as uow:
-        run(
-            uow.conn,
-            "UPDATE media SET status = %(status)s, last_error = %(error)s, "
-            "checksum_mismatches = checksum_mismatches + %(mismatch)s, updated_at = now() "
-            "WHERE media_id = %(media_id)s AND status <> 'stored'",
-            {"status": status, "error": _reason(exc), "mismatch": int(mismatch), "media_id": media_id},
-        )
+        repo.note_failure(uow.conn, media_id, status, _reason(exc), mismatch=mismatch)
         uow.commit()
 
 
 def _hold(engine: Engine, organization_id: UUID, media_id: str, exc: BaseException) -> None:
     """Failed with the reason; no fetch before the hold ends (a redriven job finds it held)."""
     with UnitOfWork(engine, organization_id=organization_id) as uow:
-        run(
-            uow.conn,
-            "UPDATE media SET status = 'failed', last_error = %(error)s, checksum_mismatches = 0, "
-            "retry_after = now() + make_interval(secs => %(hold)s), updated_at = now() "
-            "WHERE media_id = %(media_id)s AND status <> 'stored'",
-            {"error": _reason(exc), "hold": CHECKSUM_HOLD_SECONDS, "media_id": media_id},
-        )
+        repo.hold(uow.conn, media_id, _reason(exc), CHECKSUM_HOLD_SECONDS)
         uow.commit()
 
 
