@@ -12,8 +12,6 @@ INBOUND: Final = "inbound"
 OUTBOUND: Final = "outbound"
 # What an inbound message is once stored (outbound ones move through `domain.status`).
 RECEIVED: Final = "received"
-# An outbound send whose outcome is unknown (see `domain.outbound`).
-AMBIGUOUS: Final = "ambiguous"
 WHATSAPP_SOURCE: Final = "whatsapp"
 # `webhook_events.outcome` of a change recorded as it came, and of an item that could not be read.
 RECORDED: Final = "recorded"

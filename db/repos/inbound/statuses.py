@@ -11,7 +11,8 @@ from sqlalchemy.engine import Connection
 
 from db.prepared import Prepared
 from db.repos.inbound.runner import run
-from domain.inbox import AMBIGUOUS, OUTBOUND, REACTION_TYPE
+from domain.inbox import OUTBOUND, REACTION_TYPE
+from domain.outbound import AMBIGUOUS
 from domain.status import MessageStatus, rank
 
 
