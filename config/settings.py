@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     readiness_timeout_seconds: float = Field(default=1.0, gt=0)
     # Ingress: deepest JSON nesting accepted in a webhook body (Meta and Stripe stay under 15).
     max_json_depth: int = Field(default=128, ge=16, le=1000)
+    # Inbound: how long a parked webhook change (for a number nobody owns yet, or unreadable) is kept.
+    parked_changes_retention_days: float = Field(default=7.0, gt=0)
 
     # Observability. Metrics are served on internal ports, one per process group, never on $PORT.
     metrics_host: str = "127.0.0.1"

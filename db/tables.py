@@ -248,6 +248,9 @@ media = Table(
     Column("status", Text, nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text),
+    # A checksum that kept failing: counted, and no new fetch before `retry_after`.
+    Column("checksum_mismatches", Integer, nullable=False, server_default=text("0")),
+    Column("retry_after", DateTime(timezone=True)),
     UniqueConstraint("organization_id", "media_id"),
     *_timestamps(),
 )
@@ -423,6 +426,23 @@ plan_lookup_keys = Table(
         nullable=False,
         index=True,
     ),
+)
+
+# Webhook changes no tenant can take (yet): for a number nobody owns (replayed when it is added) or
+# unreadable. No organization_id: row-level security admits the system scope only.
+parked_changes = Table(
+    "parked_changes",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("digest", Text, nullable=False, unique=True),
+    Column("phone_number_id", Text, index=True),
+    Column("waba_id", Text, index=True),
+    Column("field", Text),
+    Column("change", JSONB, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text),
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 TENANT_TABLES: tuple[str, ...] = tuple(

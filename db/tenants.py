@@ -32,6 +32,12 @@ def resolve_phone_number(conn: Connection, phone_number_id: str) -> NumberRoute 
     return NumberRoute(row.organization_id, row.whatsapp_number_id, unseal(row.access_token), row.mps)
 
 
+def resolve_waba(conn: Connection, waba_id: str) -> list[UUID]:
+    """Every organization with a number in this WhatsApp Business Account (normally one)."""
+    rows = conn.execute(sa.text("SELECT organization_id FROM app_resolve_waba(:w)"), {"w": waba_id})
+    return [row.organization_id for row in rows]
+
+
 def resolve_api_key(conn: Connection, key_hash: str) -> ApiKeyRecord | None:
     row = conn.execute(sa.text("SELECT * FROM app_resolve_api_key(:h)"), {"h": key_hash}).one_or_none()
     if row is None:

@@ -10,6 +10,7 @@ from typing import Final
 
 INBOUND_QUEUE: Final = "inbound"
 WHATSAPP_DELIVERY_ACTOR: Final = "process_whatsapp_delivery"
+REPLAY_PARKED_ACTOR: Final = "replay_parked_changes"
 
 BILLING_QUEUE: Final = "billing"
 STRIPE_EVENT_ACTOR: Final = "process_stripe_event"

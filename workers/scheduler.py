@@ -27,6 +27,7 @@ from services.telemetry.exposition import MetricsServer
 from workers import resources
 from workers.broker import setup_broker
 from workers.fleet_gauges import FleetGauges
+from workers.inbound import parking
 from workers.outbound import sweeps as outbound
 from workers.run import GROUPS
 from workers.scheduler_metrics import observe_sweep
@@ -57,12 +58,19 @@ def sweep_outbox(res: resources.Resources) -> int:
     return len(claimed)
 
 
+def sweep_parked_changes(res: resources.Resources) -> int:
+    """Replay parked changes whose number is owned now, and expire those past the retention."""
+    retention = res.settings.parked_changes_retention_days * 86_400
+    return parking.sweep(res.engine, res.jobs, retention)
+
+
 # Later sweeps (dead-letter retries, stale bulk jobs, template sync) register here.
 TASKS: list[PeriodicTask] = [
     PeriodicTask("outbox", 5.0, sweep_outbox),
     PeriodicTask("outbound-stuck-sending", 30.0, outbound.expire_stuck_sending),
     PeriodicTask("outbound-orphaned-queued", 300.0, outbound.requeue_orphaned),
     PeriodicTask("template-sync", 6 * 3600.0, outbound.sync_templates),
+    PeriodicTask("inbound-parked-changes", 60.0, sweep_parked_changes),
 ]
 
 

@@ -6,9 +6,11 @@ from domain.whatsapp.model import (
     InboundMessage,
     MediaRef,
     NumberChange,
+    ParkReason,
     Profile,
     Reaction,
     StatusUpdate,
+    Unparsed,
     WebhookChange,
 )
 from domain.whatsapp.parse import parse_delivery
@@ -19,9 +21,11 @@ __all__ = [
     "InboundMessage",
     "MediaRef",
     "NumberChange",
+    "ParkReason",
     "Profile",
     "Reaction",
     "StatusUpdate",
+    "Unparsed",
     "WebhookChange",
     "parse_delivery",
 ]

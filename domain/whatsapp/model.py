@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
@@ -89,6 +90,21 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class Unparsed:
+    """An item that could not be read, kept exactly as it came with the reason, so it is stored
+    and counted instead of sinking what came with it.
+
+    `kind` names the item: entry, change, contact, message, status or error.
+    """
+
+    kind: str
+    reason: str
+    raw: object
+    entry_id: str = ""
+    phone_number_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookChange:
     """One `entry[].changes[]` item: everything a single business number (or account) reported."""
 
@@ -101,16 +117,33 @@ class WebhookChange:
     messages: tuple[InboundMessage, ...] = ()
     statuses: tuple[StatusUpdate, ...] = ()
     errors: tuple[ChangeError, ...] = ()
+    # Contacts, messages, statuses or errors of this change that could not be read.
+    unparsed: tuple[Unparsed, ...] = ()
 
     @property
     def is_messages(self) -> bool:
         return self.field == "messages"
 
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The change object as Meta sent it (`field` and `value`)."""
+        return {"field": self.field, "value": self.value}
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
     changes: tuple[WebhookChange, ...] = field(default_factory=tuple)
+    # Entries and changes that could not be read at all (no tenant can be told from them).
+    unparsed: tuple[Unparsed, ...] = ()
 
     @property
     def message_count(self) -> int:
         return sum(len(c.messages) for c in self.changes)
+
+
+class ParkReason(StrEnum):
+    """Why a change waits in `parked_changes` instead of a tenant's inbox."""
+
+    UNKNOWN_NUMBER = "unknown_number"  # replayed once a tenant adds the number
+    UNPARSEABLE = "unparseable"  # no tenant can be told from it; kept for an operator
+    UNSTORABLE = "unstorable"  # its tenant's database refused its values for good

@@ -1,15 +1,17 @@
 """Reading a decoded webhook delivery into typed items.
 
-Strict about what every later step relies on (ids, types, timestamps, the phone number a
-`messages` change belongs to): a delivery that lacks them raises `InvalidPayload` naming the place,
-since no retry can repair it. Lenient about everything else, which stays in `raw`.
-Text is taken exactly as decoded: no trimming, no normalisation.
+Each entry, change, contact, message, status and error is read on its own. One that lacks what
+every later step relies on (ids, types, timestamps, the phone number a `messages` change belongs
+to) becomes an `Unparsed` item carrying the reason and the object as it came, and the rest of the
+delivery is read as usual: one broken image must not sink another tenant's messages. Only a body
+that is not a WhatsApp delivery at all raises `InvalidPayload`. Lenient about everything else,
+which stays in `raw`. Text is taken exactly as decoded: no trimming, no normalisation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from domain.errors import InvalidPayload
 from domain.whatsapp.model import (
@@ -22,25 +24,39 @@ from domain.whatsapp.model import (
     Profile,
     Reaction,
     StatusUpdate,
+    Unparsed,
     WebhookChange,
 )
 
 WHATSAPP_OBJECT = "whatsapp_business_account"
 
+T = TypeVar("T")
+
 
 def parse_delivery(document: object) -> Delivery:
-    """Every change of every entry, in the order Meta sent them."""
+    """Every change of every entry, in the order Meta sent them, and what could not be read."""
     root = _mapping(document, "delivery")
     if root.get("object") != WHATSAPP_OBJECT:
         raise InvalidPayload(f"delivery: object is {root.get('object')!r}, not {WHATSAPP_OBJECT!r}")
     changes: list[WebhookChange] = []
+    unparsed: list[Unparsed] = []
     for i, entry_obj in enumerate(_list(root.get("entry"), "entry")):
         where = f"entry[{i}]"
-        entry = _mapping(entry_obj, where)
-        entry_id = _id_string(entry.get("id"), f"{where}.id", required=False) or ""
-        for j, change_obj in enumerate(_list(entry.get("changes", []), f"{where}.changes")):
-            changes.append(_change(change_obj, entry_id, f"{where}.changes[{j}]"))
-    return Delivery(tuple(changes))
+        try:
+            entry = _mapping(entry_obj, where)
+            entry_id = _id_string(entry.get("id"), f"{where}.id", required=False) or ""
+            entry_changes = _list(entry.get("changes", []), f"{where}.changes")
+        except InvalidPayload as exc:
+            unparsed.append(Unparsed("entry", str(exc), entry_obj))
+            continue
+        for j, change_obj in enumerate(entry_changes):
+            try:
+                changes.append(_change(change_obj, entry_id, f"{where}.changes[{j}]"))
+            except InvalidPayload as exc:
+                unparsed.append(
+                    Unparsed("change", str(exc), change_obj, entry_id, _phone_number_id_of(change_obj))
+                )
+    return Delivery(tuple(changes), tuple(unparsed))
 
 
 def _change(obj: object, entry_id: str, where: str) -> WebhookChange:
@@ -59,26 +75,62 @@ def _change(obj: object, entry_id: str, where: str) -> WebhookChange:
     if phone_number_id is None:
         raise InvalidPayload(f"{where}.value.metadata.phone_number_id is missing")
     where_v = f"{where}.value"
+    unparsed: list[Unparsed] = []
+
+    def each(key: str, kind: str, read: Callable[[object, str], T]) -> tuple[T, ...]:
+        return _each(value.get(key), f"{where_v}.{key}", kind, read, unparsed, entry_id, phone_number_id)
+
+    contacts = each("contacts", "contact", _profile)
+    messages = each("messages", "message", _message)
+    statuses = each("statuses", "status", _status)
+    errors = each("errors", "error", _error)
     return WebhookChange(
         entry_id=entry_id,
         field=field,
         value=value,
         phone_number_id=phone_number_id,
         display_phone_number=display,
-        contacts=tuple(
-            _profile(c, f"{where_v}.contacts[{k}]")
-            for k, c in enumerate(_list(value.get("contacts", []), f"{where_v}.contacts"))
-        ),
-        messages=tuple(
-            _message(m, f"{where_v}.messages[{k}]")
-            for k, m in enumerate(_list(value.get("messages", []), f"{where_v}.messages"))
-        ),
-        statuses=tuple(
-            _status(s, f"{where_v}.statuses[{k}]")
-            for k, s in enumerate(_list(value.get("statuses", []), f"{where_v}.statuses"))
-        ),
-        errors=_errors(value.get("errors"), f"{where_v}.errors"),
+        contacts=contacts,
+        messages=messages,
+        statuses=statuses,
+        errors=errors,
+        unparsed=tuple(unparsed),
     )
+
+
+def _each(
+    obj: object,
+    where: str,
+    kind: str,
+    read: Callable[[object, str], T],
+    unparsed: list[Unparsed],
+    entry_id: str,
+    phone_number_id: str,
+) -> tuple[T, ...]:
+    """Every item of an optional list read on its own; the unreadable ones go to `unparsed`."""
+    if obj is None:
+        return ()
+    if not isinstance(obj, list):
+        unparsed.append(Unparsed(kind, f"{where} is not a list", obj, entry_id, phone_number_id))
+        return ()
+    found: list[T] = []
+    for k, item in enumerate(obj):
+        try:
+            found.append(read(item, f"{where}[{k}]"))
+        except InvalidPayload as exc:
+            unparsed.append(Unparsed(kind, str(exc), item, entry_id, phone_number_id))
+    return tuple(found)
+
+
+def _phone_number_id_of(change: object) -> str | None:
+    """The number a change names, if it names one at all (to park an unreadable change by it)."""
+    if not isinstance(change, Mapping):
+        return None
+    value = change.get("value")
+    metadata = value.get("metadata") if isinstance(value, Mapping) else None
+    if not isinstance(metadata, Mapping):
+        return None
+    return _id_string(metadata.get("phone_number_id"), "", required=False)
 
 
 def _profile(obj: object, where: str) -> Profile:
@@ -196,22 +248,21 @@ def _status(obj: object, where: str) -> StatusUpdate:
 def _errors(obj: object, where: str) -> tuple[ChangeError, ...]:
     if obj is None:
         return ()
-    found: list[ChangeError] = []
-    for k, item in enumerate(_list(obj, where)):
-        error = _mapping(item, f"{where}[{k}]")
-        code = error.get("code")
-        data = error.get("error_data")
-        details = data.get("details") if isinstance(data, Mapping) else error.get("details")
-        found.append(
-            ChangeError(
-                code=code if isinstance(code, int) and not isinstance(code, bool) else _int_or_none(code),
-                title=_optional_str(error.get("title")),
-                message=_optional_str(error.get("message")),
-                details=_optional_str(details),
-                raw=error,
-            )
-        )
-    return tuple(found)
+    return tuple(_error(item, f"{where}[{k}]") for k, item in enumerate(_list(obj, where)))
+
+
+def _error(obj: object, where: str) -> ChangeError:
+    error = _mapping(obj, where)
+    code = error.get("code")
+    data = error.get("error_data")
+    details = data.get("details") if isinstance(data, Mapping) else error.get("details")
+    return ChangeError(
+        code=code if isinstance(code, int) and not isinstance(code, bool) else _int_or_none(code),
+        title=_optional_str(error.get("title")),
+        message=_optional_str(error.get("message")),
+        details=_optional_str(details),
+        raw=error,
+    )
 
 
 # -- small readers ------------------------------------------------------------------------------

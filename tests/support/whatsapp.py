@@ -25,6 +25,11 @@ def wamid() -> str:
     return "wamid." + b64encode(raw).decode()
 
 
+def sha256_base64(content: bytes) -> str:
+    """A media checksum as Meta writes it in webhooks: base64 of the SHA-256 digest."""
+    return b64encode(hashlib.sha256(content).digest()).decode()
+
+
 def now() -> str:
     return str(int(time.time()))
 
@@ -56,11 +61,15 @@ def media(
     caption: str | None = None,
     filename: str | None = None,
     sha256: str | None = None,
+    content: bytes | None = None,
     mime_type: str = "image/jpeg",
     id_: str | None = None,
     ts: str | None = None,
 ) -> dict[str, Any]:
+    """A media message; `content` gives it the checksum Meta would send for those bytes."""
     body: dict[str, Any] = {"mime_type": mime_type, "id": media_id}
+    if sha256 is None and content is not None:
+        sha256 = sha256_base64(content)
     if sha256 is not None:
         body["sha256"] = sha256
     if caption is not None:

@@ -1,4 +1,5 @@
-"""`process_whatsapp_delivery`: one queued Meta webhook delivery into the inbox.
+"""`process_whatsapp_delivery`: one queued Meta webhook delivery into the inbox; `replay_parked_changes`:
+the changes parked for a number, handed back once it is added.
 
 An unreadable delivery is permanent (dead-lettered at once, never retried); anything else that
 fails is retried with backoff, and the retry skips what earlier attempts committed.
@@ -13,7 +14,7 @@ import dramatiq
 from config.logging import request_id_var
 from domain import jobs
 from domain.errors import InvalidPayload, PermanentError
-from workers.inbound import metrics, runtime
+from workers.inbound import metrics, parking, runtime
 from workers.inbound.decode import decode_delivery
 from workers.inbound.delivery import process_delivery
 
@@ -34,3 +35,10 @@ def process_whatsapp_delivery(
         process_delivery(delivery, received_at if received_at is not None else time.time(), runtime.deps())
     finally:
         request_id_var.reset(token)
+
+
+@dramatiq.actor(actor_name=jobs.REPLAY_PARKED_ACTOR, queue_name=jobs.INBOUND_QUEUE, throws=(PermanentError,))
+def replay_parked_changes(phone_number_id: str | None = None, waba_id: str | None = None) -> None:
+    """A number (or account) was added: its parked changes go back to the inbound queue."""
+    deps = runtime.deps()
+    parking.replay(deps.engine, deps.jobs, phone_number_id, waba_id)

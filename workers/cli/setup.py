@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
+
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from config import get_settings
 from db import admin
@@ -14,6 +18,10 @@ from db.repos import audit
 from db.repos import organizations as orgs
 from db.uow import UnitOfWork
 from domain.apikeys import generate_key, parse_expiry, parse_scopes
+from domain.ports import Job
+from services import numbers
+from services.publisher import BrokerJobPublisher
+from workers.broker import build_broker
 from workers.cli import apikeys as apikey_commands
 
 if TYPE_CHECKING:
@@ -92,19 +100,53 @@ def _org_create(args: argparse.Namespace) -> int:
 def _number_add(args: argparse.Namespace) -> int:
     if args.mps <= 0:
         raise ValueError("--mps must be positive")
-    with UnitOfWork(create_db_engine(get_settings(), pool_size=1), organization_id=args.org_id) as uow:
-        number_id = orgs.add_number(
-            uow.conn,
-            args.org_id,
-            phone_number_id=args.phone_number_id,
-            display_phone_number=args.display_number,
-            waba_id=args.waba_id,
-            access_token=args.access_token,
-            mps=args.mps,
-        )
-        uow.commit()
+    settings = get_settings()
+    publisher = _OutboxPublisher(build_broker(settings))
+    try:
+        with UnitOfWork(
+            create_db_engine(settings, pool_size=1), organization_id=args.org_id, publisher=publisher
+        ) as uow:
+            number_id = numbers.register_number(
+                uow,
+                args.org_id,
+                phone_number_id=args.phone_number_id,
+                display_phone_number=args.display_number,
+                waba_id=args.waba_id,
+                access_token=args.access_token,
+                mps=args.mps,
+            )
+            try:
+                uow.commit()
+            except _NotPublished as exc:
+                # Committed: the job waits in the outbox and the scheduler's sweep publishes it.
+                print(
+                    f"adsapp: note: replay of parked changes left to the scheduler ({exc})", file=sys.stderr
+                )
+    finally:
+        publisher.close()
     print(number_id)
     return 0
+
+
+class _NotPublished(Exception):
+    pass
+
+
+class _OutboxPublisher:
+    """Publishes follow-up jobs at once; a broker that cannot be reached leaves them in the outbox."""
+
+    def __init__(self, broker: RabbitmqBroker) -> None:
+        self._jobs = BrokerJobPublisher(broker)
+
+    def publish(self, job: Job) -> None:
+        try:
+            self._jobs.publish(job)
+        except Exception as exc:
+            raise _NotPublished(f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._jobs.close()
 
 
 def _apikey_create(args: argparse.Namespace) -> int:

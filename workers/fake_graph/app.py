@@ -4,7 +4,7 @@ Graph endpoints (bearer token required; any non-empty token works except the con
 which get code 190):
     POST /{version}/{phone_number_id}/messages
     GET  /{version}/{media_id}                      metadata; `url` points at /_media/{media_id}
-    GET  /_media/{media_id}                         deterministic bytes matching the sha256
+    GET  /_media/{media_id}                         bytes matching the (base64) sha256
     GET  /{version}/{waba_id}/message_templates     `limit` / `after` cursor paging
 
 Control endpoints (no auth):
@@ -158,7 +158,8 @@ def create_app(config: FakeConfig | None = None, state: FakeGraphState | None = 
                 "messaging_product": "whatsapp",
                 "url": f"{str(request.base_url).rstrip('/')}/_media/{media_id}",
                 "mime_type": fake.media_mime(media_id),
-                "sha256": hashlib.sha256(content).hexdigest(),
+                # As Meta writes it: base64 of the digest, not hex.
+                "sha256": base64.b64encode(hashlib.sha256(content).digest()).decode(),
                 "file_size": len(content),
                 "id": media_id,
             }

@@ -1,4 +1,5 @@
-"""A whole delivery: every change routed to its tenant and handled in a transaction of its own.
+"""A whole delivery: every change routed to its tenant and handled in a transaction of its own;
+a change no tenant can take (yet) is parked (see `parking`).
 
 A change commits on its own, so a crash leaves each change either fully stored or not at all; the
 redelivered message then skips what was committed (wamid, status and event keys) and completes the
@@ -7,22 +8,20 @@ rest. Follow-ups happen only after a commit: media jobs through the outbox, live
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from db.uow import UnitOfWork
 from domain.ports import JobPublisher
-from domain.whatsapp import Delivery
-from workers.inbound import metrics
+from domain.whatsapp import Delivery, ParkReason, WebhookChange
+from workers.inbound import metrics, parking
 from workers.inbound.handler import Outcome, handle_change
 from workers.inbound.realtime import RedisRealtime, channel_for
-from workers.inbound.routes import RouteCache
-
-log = logging.getLogger(__name__)
+from workers.inbound.routes import Route, RouteCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,40 +33,56 @@ class Deps:
 
 
 def process_delivery(delivery: Delivery, received_at: float, deps: Deps) -> list[Outcome]:
+    """Each change on its own: one that cannot be stored in an inbox is parked, never in the way."""
+    for item in delivery.unparsed:
+        parking.park_unparsed(deps.engine, item, received_at)
     outcomes: list[Outcome] = []
     for change in delivery.changes:
         route = deps.routes.for_change(change)
         if route is None:
-            metrics.UNKNOWN_TENANTS.labels(change.field).inc()
-            log.warning(
-                "change for a number no organization owns; not stored",
-                extra={
-                    "field": change.field,
-                    "phone_number_id": change.phone_number_id,
-                    "entry_id": change.entry_id,
-                    "messages": len(change.messages),
-                    "statuses": len(change.statuses),
-                },
+            route = parking.park_unowned(deps.engine, deps.routes, change, received_at)
+            if route is None:
+                continue
+        try:
+            outcome = _store(change, route, received_at, deps)
+        except sa_exc.DataError as exc:
+            # Values its tenant's schema refuses (out of range, ...): retrying cannot help, and the
+            # other changes of the delivery must not wait behind it.
+            parking.park_unusable(
+                deps.engine,
+                change.raw,
+                ParkReason.UNSTORABLE,
+                str(exc.orig),
+                received_at,
+                entry_id=change.entry_id,
+                phone_number_id=change.phone_number_id,
+                field=change.field,
             )
             continue
-        with UnitOfWork(
-            deps.engine, organization_id=route.organization_id, publisher=deps.jobs, generic_plans=True
-        ) as uow:
-            outcome = handle_change(uow, change, route, received_at)
-            if deps.realtime is not None and outcome.realtime:
-                uow.after_commit(_publisher(deps.realtime, channel_for(route.organization_id), outcome))
-            uow.commit()
         metrics.COMMIT_LATENCY.observe(max(0.0, time.time() - received_at))
-        _count(outcome, change.field)
+        _count(outcome, change)
         outcomes.append(outcome)
     return outcomes
+
+
+def _store(change: WebhookChange, route: Route, received_at: float, deps: Deps) -> Outcome:
+    with UnitOfWork(
+        deps.engine, organization_id=route.organization_id, publisher=deps.jobs, generic_plans=True
+    ) as uow:
+        outcome = handle_change(uow, change, route, received_at)
+        if deps.realtime is not None and outcome.realtime:
+            uow.after_commit(_publisher(deps.realtime, channel_for(route.organization_id), outcome))
+        uow.commit()
+    return outcome
 
 
 def _publisher(realtime: RedisRealtime, channel: str, outcome: Outcome) -> Callable[[], None]:
     return lambda: realtime.publish_many(channel, outcome.realtime)
 
 
-def _count(outcome: Outcome, field: str) -> None:
+def _count(outcome: Outcome, change: WebhookChange) -> None:
+    for item in change.unparsed:
+        metrics.UNPARSEABLE.labels(item.kind).inc()
     for stored in outcome.stored:
         metrics.MESSAGES_STORED.labels(metrics.type_label(stored.message.type)).inc()
     if outcome.duplicates:
@@ -82,5 +97,5 @@ def _count(outcome: Outcome, field: str) -> None:
     for result, n in counts.items():
         if n:
             metrics.STATUSES.labels(result).inc(n)
-    if field != "messages":
-        metrics.ACCOUNT_EVENTS.labels(field).inc()
+    if not change.is_messages:
+        metrics.ACCOUNT_EVENTS.labels(change.field).inc()

@@ -16,6 +16,7 @@ from uuid import UUID
 import orjson
 
 from db.uow import UnitOfWork
+from domain.inbox import UNPARSEABLE
 from domain.whatsapp import InboundMessage, WebhookChange
 from workers.inbound.contacts import change_number, upsert_contacts
 from workers.inbound.events import EventBuffer, record_webhook_event
@@ -42,6 +43,7 @@ class Outcome:
     media_jobs: int = 0
     number_changes: int = 0
     recorded_events: int = 0
+    unparsed: int = 0
     realtime: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -57,6 +59,8 @@ def handle_change(uow: UnitOfWork, change: WebhookChange, route: Routed, receive
             _handle_statuses(uow, change, org, events, outcome)
         if change.errors:
             _record_change_errors(uow, change, org, received_at, events)
+        if change.unparsed:
+            _record_unparsed(uow, change, org, received_at, outcome)
     outcome.recorded_events = events.flush(uow.conn, org)
     return outcome
 
@@ -214,6 +218,29 @@ def _record_change_errors(
         received_at=received_at,
     ):
         events.add("whatsapp_number", change.phone_number_id or "", "whatsapp.errors", errors=errors)
+
+
+def _record_unparsed(
+    uow: UnitOfWork, change: WebhookChange, org: UUID, received_at: float, outcome: Outcome
+) -> None:
+    """Items of this change that could not be read, kept raw with the reason in `webhook_events`."""
+    for item in change.unparsed:
+        payload = {
+            "entry_id": change.entry_id,
+            "phone_number_id": change.phone_number_id,
+            "kind": item.kind,
+            "reason": item.reason,
+            "raw": item.raw,
+        }
+        outcome.unparsed += record_webhook_event(
+            uow.conn,
+            org,
+            event_id=_digest(payload),
+            event_type=f"messages.unparseable_{item.kind}",
+            payload=payload,
+            received_at=received_at,
+            outcome=UNPARSEABLE,
+        )
 
 
 def _digest(payload: object) -> str:

@@ -7,19 +7,10 @@ from uuid import UUID
 
 from sqlalchemy.engine import Connection
 
+from db.repos.inbound import media as repo
 from domain import jobs
 from domain.ports import Job
 from workers.inbound.messages import StoredMessage
-from workers.inbound.params import run
-
-_INSERT = """
-INSERT INTO media (organization_id, message_id, media_id, mime_type, sha256)
-SELECT %(org)s::uuid, m.message_id, m.media_id, m.mime_type, m.sha256
-FROM unnest(%(message_ids)s::uuid[], %(media_ids)s::text[], %(mimes)s::text[], %(sha256s)s::text[])
-     AS m(message_id, media_id, mime_type, sha256)
-ON CONFLICT (organization_id, media_id) DO NOTHING
-RETURNING id, media_id
-"""
 
 
 def fetch_job(organization_id: UUID, phone_number_id: str, media_id: str) -> Job:
@@ -41,15 +32,12 @@ def add_media(
     found = [(s, s.message.media) for s in stored if s.message.media is not None]
     if not found:
         return []
-    rows = run(
+    rows = repo.add(
         conn,
-        _INSERT,
-        {
-            "org": str(organization_id),
-            "message_ids": [str(s.id) for s, _ in found],
-            "media_ids": [m.media_id for _, m in found if m],
-            "mimes": [m.mime_type for _, m in found if m],
-            "sha256s": [m.sha256 for _, m in found if m],
-        },
-    ).all()
+        organization_id,
+        message_ids=[s.id for s, _ in found],
+        media_ids=[m.media_id for _, m in found if m],
+        mime_types=[m.mime_type for _, m in found if m],
+        sha256s=[m.sha256 for _, m in found if m],
+    )
     return [fetch_job(organization_id, phone_number_id, r.media_id) for r in rows]

@@ -1,15 +1,18 @@
 """Fetching one media object: Graph API metadata, download with the tenant's token, sha256 check,
 storage, and the media row updated. Runs after the message committed and never touches it.
 
-Transient failures (network, 5xx, throttling, a checksum mismatch from a cut download) are noted on
-the row and raised, so Dramatiq retries with backoff; the download URL is asked for again on every
-attempt since Meta's URLs expire within minutes. Permanent failures (media gone, auth) are recorded
-on the row (`status = 'failed'`) and end there.
+Checksums are compared as digests: the webhook's is base64 (as Meta writes it), the media
+endpoint's may be hex, and either must match the bytes. Transient failures (network, 5xx,
+throttling, a checksum mismatch from a cut download) are noted on the row and raised, so Dramatiq
+retries with backoff; the download URL is asked for again on every attempt since Meta's URLs
+expire within minutes. A mismatch on the `MAX_CHECKSUM_MISMATCHES`th attempt is not a cut
+download: the row is failed with the reason, no fetch is tried for `CHECKSUM_HOLD_SECONDS`, and
+the job is dead-lettered. Permanent failures (media gone, auth) are recorded on the row
+(`status = 'failed'`) and end there.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -18,12 +21,14 @@ from uuid import UUID
 
 from sqlalchemy.engine import Engine
 
+from db.repos.inbound import media as repo
 from db.tenants import NumberRoute
 from db.uow import UnitOfWork
 from domain.errors import PermanentError, TransientError
+from domain.inbox import MediaStatus
+from domain.media import checksum_problem, sha256_hex
 from domain.ports import MediaStorage
 from workers.inbound import metrics
-from workers.inbound.params import run
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +64,16 @@ class GraphMedia(Protocol):
     def download(self, url: str, access_token: str) -> bytes: ...
 
 
+MAX_CHECKSUM_MISMATCHES = 3
+CHECKSUM_HOLD_SECONDS = 3600
+
+
 class ChecksumMismatch(TransientError):
     pass
+
+
+class ChecksumMismatchPersists(PermanentError):
+    """The bytes never match the checksum Meta gave: kept as failed, dead-lettered, held back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +92,17 @@ def fetch_media(
     media_id: str,
 ) -> FetchResult:
     with UnitOfWork(engine, organization_id=organization_id) as uow:
-        row = run(
-            uow.conn,
-            "UPDATE media SET attempts = attempts + 1, updated_at = now() "
-            "WHERE media_id = %(media_id)s AND status <> 'stored' RETURNING id, sha256",
-            {"media_id": media_id},
-        ).first()
+        row = repo.claim_attempt(uow.conn, media_id)
         if row is None:
-            stored = run(
-                uow.conn, "SELECT storage_key FROM media WHERE media_id = %(m)s", {"m": media_id}
-            ).first()
+            found = repo.find(uow.conn, media_id)
             uow.commit()
-            metrics.MEDIA_FETCHES.labels("already_stored" if stored else "missing").inc()
-            return FetchResult("already_stored" if stored else "missing", stored[0] if stored else None)
+            if found is not None and found.status != MediaStatus.STORED:
+                metrics.MEDIA_FETCHES.labels("held").inc()
+                raise ChecksumMismatchPersists(
+                    f"not fetched again before {found.retry_after.isoformat()}: {found.last_error}"
+                )
+            metrics.MEDIA_FETCHES.labels("already_stored" if found else "missing").inc()
+            return FetchResult("already_stored" if found else "missing", found.storage_key if found else None)
         uow.commit()
     expected = row.sha256
     try:
@@ -99,41 +110,59 @@ def fetch_media(
             raise PermanentError("no access token for this number")
         info = graph.get_media(media_id, route.access_token)
         data = graph.download(info.url, route.access_token)
-        digest = hashlib.sha256(data).hexdigest()
-        for claimed in {info.sha256, expected} - {None, ""}:
-            if digest != claimed:
-                raise ChecksumMismatch(f"sha256 {digest} does not match {claimed}")
+        for claimed in (expected, info.sha256):
+            problem = checksum_problem(data, claimed) if claimed else None
+            if problem is not None:
+                raise ChecksumMismatch(problem)
         key = f"{organization_id}/{_SAFE.sub('_', media_id)}.{_EXTENSIONS.get(info.mime_type, 'bin')}"
         storage.put(key, data, info.mime_type)
+    except ChecksumMismatch as exc:
+        if row.checksum_mismatches + 1 >= MAX_CHECKSUM_MISMATCHES:
+            _hold(engine, organization_id, media_id, exc)
+            metrics.MEDIA_FETCHES.labels("checksum_failed").inc()
+            log.warning("media checksum never matched", extra={"media_id": media_id, "error": str(exc)})
+            raise ChecksumMismatchPersists(str(exc)) from exc
+        _note(engine, organization_id, media_id, MediaStatus.PENDING, exc, mismatch=True)
+        metrics.MEDIA_FETCHES.labels("checksum_mismatch").inc()
+        raise
     except TransientError as exc:
-        _note(engine, organization_id, media_id, "pending", exc)
-        result = "checksum_mismatch" if isinstance(exc, ChecksumMismatch) else "retry"
-        metrics.MEDIA_FETCHES.labels(result).inc()
+        _note(engine, organization_id, media_id, MediaStatus.PENDING, exc)
+        metrics.MEDIA_FETCHES.labels("retry").inc()
         raise
     except PermanentError as exc:
-        _note(engine, organization_id, media_id, "failed", exc)
+        _note(engine, organization_id, media_id, MediaStatus.FAILED, exc)
         metrics.MEDIA_FETCHES.labels("failed").inc()
         log.warning("media fetch failed for good", extra={"media_id": media_id, "error": str(exc)})
         return FetchResult("failed")
     with UnitOfWork(engine, organization_id=organization_id) as uow:
-        run(
-            uow.conn,
-            "UPDATE media SET status = 'stored', storage_key = %(key)s, mime_type = %(mime)s, "
-            "sha256 = %(sha)s, file_size = %(size)s, last_error = NULL, updated_at = now() "
-            "WHERE media_id = %(media_id)s",
-            {"key": key, "mime": info.mime_type, "sha": digest, "size": len(data), "media_id": media_id},
+        repo.mark_stored(
+            uow.conn, media_id, key=key, mime_type=info.mime_type, sha256=sha256_hex(data), size=len(data)
         )
         uow.commit()
     metrics.MEDIA_FETCHES.labels("stored").inc()
     return FetchResult("stored", key)
 
 
-def _note(engine: Engine, organization_id: UUID, media_id: str, status: str, exc: BaseException) -> None:
+def _note(
+    engine: Engine,
+    organization_id: UUID,
+    media_id: str,
+    status: MediaStatus,
+    exc: BaseException,
+    *,
+    mismatch: bool = False,
+) -> None:
     with UnitOfWork(engine, organization_id=organization_id) as uow:
-        run(
-            uow.conn,
-            "UPDATE media SET status = %(status)s, last_error = %(error)s, updated_at = now() "
-            "WHERE media_id = %(media_id)s AND status <> 'stored'",
-            {"status": status, "error": f"{type(exc).__name__}: {exc}"[:2000], "media_id": media_id},
-        )
+        repo.note_failure(uow.conn, media_id, status, _reason(exc), mismatch=mismatch)
         uow.commit()
+
+
+def _hold(engine: Engine, organization_id: UUID, media_id: str, exc: BaseException) -> None:
+    """Failed with the reason; no fetch before the hold ends (a redriven job finds it held)."""
+    with UnitOfWork(engine, organization_id=organization_id) as uow:
+        repo.hold(uow.conn, media_id, _reason(exc), CHECKSUM_HOLD_SECONDS)
+        uow.commit()
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]

@@ -40,6 +40,22 @@ STATUSES = Counter(
 UNKNOWN_TENANTS = Counter(
     "adsapp_inbound_unknown_tenants_total", "Changes for a number or account no organization owns", ["field"]
 )
+PARKED = Counter(
+    "adsapp_inbound_parked_changes_total",
+    "Webhook changes parked: unknown_number (replayed when added), unparseable, unstorable",
+    ["reason"],
+)
+PARKED_REPLAYED = Counter(
+    "adsapp_inbound_parked_replayed_total", "Parked changes handed back to the inbound queue"
+)
+PARKED_EXPIRED = Counter(
+    "adsapp_inbound_parked_expired_total", "Parked changes deleted after the retention", ["reason"]
+)
+UNPARSEABLE = Counter(
+    "adsapp_inbound_unparseable_items_total",
+    "Items of a delivery that could not be read, stored raw with the reason",
+    ["kind"],
+)
 ACCOUNT_EVENTS = Counter(
     "adsapp_inbound_account_events_total", "Non-message webhook changes recorded", ["field"]
 )

@@ -16,20 +16,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from db.repos.inbound import reactions as repo
 from domain.whatsapp import InboundMessage
-from workers.inbound.params import run
-
-_APPLY = """
-UPDATE messages t SET reaction_emoji = r.emoji, reaction_at = to_timestamp(r.ts), updated_at = now()
-FROM (
-    SELECT DISTINCT ON (target) target, emoji, ts
-    FROM unnest(%(targets)s::text[], %(emojis)s::text[], %(ts)s::bigint[]) WITH ORDINALITY
-         AS x(target, emoji, ts, ord)
-    ORDER BY target, ts DESC, ord DESC
-) r
-WHERE t.wamid = r.target AND (t.reaction_at IS NULL OR t.reaction_at <= to_timestamp(r.ts))
-RETURNING t.id, t.wamid, t.reaction_emoji
-"""
 
 
 def apply_reactions(conn: Connection, reactions: Sequence[InboundMessage]) -> list[tuple[str, str | None]]:
@@ -37,13 +25,10 @@ def apply_reactions(conn: Connection, reactions: Sequence[InboundMessage]) -> li
     found = [m for m in reactions if m.reaction is not None]
     if not found:
         return []
-    rows = run(
+    rows = repo.apply(
         conn,
-        _APPLY,
-        {
-            "targets": [m.reaction.target_wamid for m in found if m.reaction],
-            "emojis": [m.reaction.emoji for m in found if m.reaction],
-            "ts": [m.timestamp for m in found],
-        },
-    ).all()
+        [m.reaction.target_wamid for m in found if m.reaction],
+        [m.reaction.emoji for m in found if m.reaction],
+        [m.timestamp for m in found],
+    )
     return [(r.wamid, r.reaction_emoji) for r in rows]

@@ -2,7 +2,7 @@
 
 - Each status is a `message_status_events` row (unique on wamid, status, time, so a redelivery adds
   nothing), with its errors, conversation and pricing objects.
-- The message's status only advances (`domain.status.advances`, mirrored in SQL below): a late
+- The message's status only advances (`domain.status.advances`, mirrored in SQL): a late
   `delivered` never undoes `read`, and `failed` wins over sent/delivered. Within one batch the
   highest rank is applied. Each status's own time column (`sent_at`, ...) is filled whatever the
   order of arrival.
@@ -27,103 +27,14 @@ from uuid import UUID
 
 from sqlalchemy.engine import Connection
 
-from db.prepared import Prepared
+from db.repos.inbound import statuses as repo
+from db.repos.inbound.runner import json_text
 from domain.status import MessageStatus, parse_webhook_status, rank
 from domain.whatsapp import StatusUpdate
-from workers.inbound.params import json_text, run
 
-
-def _rank_sql(column: str) -> str:
-    cases = " ".join(f"WHEN '{s.value}' THEN {rank(s)}" for s in MessageStatus)
-    # An ambiguous send is as far as `sending`: any webhook status settles it.
-    return f"(CASE {column} {cases} WHEN 'ambiguous' THEN {rank(MessageStatus.SENDING)} ELSE -1 END)"
-
-
-_TERMINAL = (MessageStatus.READ.value, MessageStatus.FAILED.value)
-
-_LOCK = """
-SELECT pg_advisory_xact_lock(hashtextextended(w, 0)) FROM unnest(%(wamids)s::text[]) AS w
-"""
-
-_FIND = """
-SELECT wamid, id FROM messages WHERE wamid = ANY(%(wamids)s::text[]) AND direction = 'outbound'
-"""
-
-# Only an `ambiguous` send adopts a wamid: one still `sending` is mid-call and will record its own.
-_ADOPT = """
-UPDATE messages m SET wamid = a.wamid, error_code = NULL, error_title = NULL, error_details = NULL,
-    updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(wamids)s::text[]) AS a(id, wamid)
-WHERE m.id = a.id AND m.direction = 'outbound' AND m.status = 'ambiguous' AND m.wamid IS NULL
-RETURNING m.wamid, m.id
-"""
-
-_RECORD = """
-INSERT INTO message_status_events (
-    organization_id, message_id, wamid, status, occurred_at, recipient_id, errors, conversation,
-    pricing, raw, applied
-)
-SELECT %(org)s::uuid, s.message_id, s.wamid, s.status, to_timestamp(s.ts), s.recipient,
-       s.errors::jsonb, s.conversation::jsonb, s.pricing::jsonb, s.raw::jsonb, s.message_id IS NOT NULL
-FROM unnest(
-    %(message_ids)s::uuid[], %(wamids)s::text[], %(statuses)s::text[], %(ts)s::bigint[],
-    %(recipients)s::text[], %(errors)s::text[], %(conversations)s::text[], %(pricings)s::text[],
-    %(raws)s::text[]
-) AS s(message_id, wamid, status, ts, recipient, errors, conversation, pricing, raw)
-ON CONFLICT (wamid, status, occurred_at) DO NOTHING
-RETURNING id, message_id, wamid, status, occurred_at, errors
-"""
-
-# Built from constants of `domain.status` only; no input reaches the text.
-_APPLY = f"""
-WITH incoming AS (
-    SELECT * FROM unnest(
-        %(message_ids)s::uuid[], %(statuses)s::text[], %(sent)s::timestamptz[],
-        %(delivered)s::timestamptz[], %(read)s::timestamptz[], %(failed)s::timestamptz[],
-        %(codes)s::int[], %(titles)s::text[], %(details)s::text[]
-    ) AS i(message_id, status, sent, delivered, read, failed, code, title, details)
-), current AS (
-    SELECT m.id, m.status FROM messages m JOIN incoming i ON i.message_id = m.id FOR UPDATE OF m
-), decided AS (
-    SELECT i.*, c.status AS old_status,
-           (c.status NOT IN {_TERMINAL!r} AND {_rank_sql("i.status")} > {_rank_sql("c.status")}) AS advances
-    FROM incoming i JOIN current c ON c.id = i.message_id
-)
-UPDATE messages m SET
-    status = CASE WHEN d.advances THEN d.status ELSE m.status END,
-    sent_at = LEAST(m.sent_at, d.sent),
-    delivered_at = LEAST(m.delivered_at, d.delivered),
-    read_at = LEAST(m.read_at, d.read),
-    failed_at = LEAST(m.failed_at, d.failed),
-    error_code = CASE WHEN d.advances AND d.status = 'failed' THEN d.code ELSE m.error_code END,
-    error_title = CASE WHEN d.advances AND d.status = 'failed' THEN d.title ELSE m.error_title END,
-    error_details = CASE WHEN d.advances AND d.status = 'failed' THEN d.details ELSE m.error_details END,
-    updated_at = now()
-FROM decided d
-WHERE m.id = d.message_id
-RETURNING m.id, m.wamid, m.status, d.advances
-"""  # noqa: S608
-
-_LOCK_ONE = "SELECT pg_advisory_xact_lock(hashtextextended(%(wamid)s, 0))"
-
-# The customer's reaction to the message (kept on it once its wamid is known), and the statuses
-# parked for it, claimed in one statement: a send records a wamid a thousand times a second, and
-# nearly always neither is there.
-_CATCH_UP_AND_CLAIM_PENDING = """
-WITH reaction AS (
-    UPDATE messages t SET reaction_emoji = r.text, reaction_at = r.sent_at, updated_at = now()
-    FROM (
-        SELECT text, sent_at FROM messages
-        WHERE type = 'reaction' AND context_wamid = %(wamid)s
-        ORDER BY sent_at DESC, created_at DESC LIMIT 1
-    ) r
-    WHERE t.wamid = %(wamid)s AND (t.reaction_at IS NULL OR t.reaction_at <= r.sent_at)
-)
-UPDATE message_status_events e SET message_id = m.id, applied = true, updated_at = now()
-FROM messages m
-WHERE e.wamid = %(wamid)s AND NOT e.applied AND m.wamid = %(wamid)s
-RETURNING e.id, e.message_id, e.wamid, e.status, e.occurred_at, e.errors
-"""
+# What the send path sends right after recording a wamid (see `db.repos.inbound.statuses`);
+# `apply_caught_up` applies what it returns.
+CATCH_UP = repo.CATCH_UP
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,21 +54,20 @@ def record_statuses(
     conn: Connection, organization_id: UUID, statuses: Sequence[StatusUpdate]
 ) -> StatusOutcome:
     wamids = sorted({s.wamid for s in statuses})
-    known = _find(conn, wamids)
+    known = repo.find_outbound(conn, wamids)
     missing = [w for w in wamids if w not in known]
     reconciled = 0
     if missing:
         # Serialise with a send path recording one of these wamids right now (see module doc).
-        run(conn, _LOCK, {"wamids": missing})
-        known.update(_find(conn, missing))
+        repo.lock_wamids(conn, missing)
+        known.update(repo.find_outbound(conn, missing))
         adopted = _adopt(conn, [s for s in statuses if s.wamid not in known])
         known.update(adopted)
         reconciled = len(adopted)
-    rows = run(
+    rows = repo.record(
         conn,
-        _RECORD,
+        organization_id,
         {
-            "org": str(organization_id),
             "message_ids": [_str(known.get(s.wamid)) for s in statuses],
             "wamids": [s.wamid for s in statuses],
             "statuses": [s.status for s in statuses],
@@ -168,7 +78,7 @@ def record_statuses(
             "pricings": [json_text(s.pricing) for s in statuses],
             "raws": [json_text(s.raw) for s in statuses],
         },
-    ).all()
+    )
     pending = sum(1 for r in rows if r.message_id is None)
     changed, stale = _apply(conn, [r for r in rows if r.message_id is not None])
     return StatusOutcome(
@@ -182,21 +92,11 @@ def record_statuses(
     )
 
 
-# What the send path sends right after recording a wamid, in the same round trip: the wamid's lock
-# (taken after the record, before the claim's snapshot: each statement of a query takes its own),
-# then the claim. `apply_caught_up` applies what it returns.
-CATCH_UP = (
-    Prepared.of("lock_wamid", _LOCK_ONE, wamid="text"),
-    Prepared.of("catch_up", _CATCH_UP_AND_CLAIM_PENDING, wamid="text"),
-)
-
-
 def apply_pending_statuses(conn: Connection, wamid: str) -> StatusOutcome:
     """Apply what arrived for `wamid` before its message row existed (statuses, and the customer's
     reaction to it), in a unit of work that has just stored the wamid: the same statements the send
     path sends along with its record (`CATCH_UP`), one by one."""
-    run(conn, _LOCK_ONE, {"wamid": wamid})
-    return apply_caught_up(conn, run(conn, _CATCH_UP_AND_CLAIM_PENDING, {"wamid": wamid}).all())
+    return apply_caught_up(conn, repo.catch_up(conn, wamid))
 
 
 def apply_caught_up(conn: Connection, rows: Sequence[Any]) -> StatusOutcome:
@@ -220,8 +120,7 @@ def _adopt(conn: Connection, statuses: Iterable[StatusUpdate]) -> dict[str, UUID
             claims.setdefault(status.wamid, message_id)
     if not claims:
         return {}
-    rows = run(conn, _ADOPT, {"ids": [str(i) for i in claims.values()], "wamids": list(claims)})
-    return {r.wamid: r.id for r in rows}
+    return repo.adopt(conn, claims)
 
 
 def _callback_message_id(status: StatusUpdate) -> UUID | None:
@@ -232,12 +131,6 @@ def _callback_message_id(status: StatusUpdate) -> UUID | None:
         return UUID(marker)
     except ValueError:
         return None  # another sender's marker, not one of our message ids
-
-
-def _find(conn: Connection, wamids: list[str]) -> dict[str, UUID]:
-    if not wamids:
-        return {}
-    return {r.wamid: r.id for r in run(conn, _FIND, {"wamids": wamids})}
 
 
 @dataclass(slots=True)
@@ -294,7 +187,7 @@ def _apply(conn: Connection, events: Iterable[Any]) -> tuple[list[tuple[UUID, st
         params["codes"].append(code if isinstance(code, int) else None)
         params["titles"].append(error.get("title") or error.get("message"))
         params["details"].append(data.get("details") if isinstance(data, dict) else None)
-    rows = run(conn, _APPLY, params).all()
+    rows = repo.apply(conn, params)
     changed = [(r.id, r.wamid, r.status) for r in rows if r.advances]
     # Recorded but not applied: they would have moved the message backwards.
     stale_count = sum(1 for r in rows if not r.advances)

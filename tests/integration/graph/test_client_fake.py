@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from domain.errors import ErrorKind, GraphAmbiguousOutcome, GraphApiPermanent, GraphApiTransient
+from domain.media import decode_sha256
 from tests.support.fake_graph import RunningFakeGraph
 from workers.graph.client import GraphClient
 
@@ -102,7 +103,7 @@ def test_media_metadata_and_download_match(fake: RunningFakeGraph) -> None:
         info = graph.get_media("media-1", "tok")
         content = graph.download(info.url, "tok")
         assert (info.mime_type, info.file_size, info.id) == ("application/pdf", 70_000, "media-1")
-        assert hashlib.sha256(content).hexdigest() == info.sha256 and len(content) == 70_000
+        assert decode_sha256(info.sha256) == hashlib.sha256(content).digest() and len(content) == 70_000
         with pytest.raises(GraphApiPermanent):
             graph.download(info.url, "tok", max_bytes=65_536)
 

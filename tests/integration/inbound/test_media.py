@@ -1,21 +1,43 @@
 """Media fetch: Graph API metadata, download with the tenant's token, sha256 check, storage; failures
-are recorded on the media row and never touch the message. The Graph API is an httpx.MockTransport."""
+are recorded on the media row and never touch the message. The Graph API is an httpx.MockTransport or
+the fake Graph API behind an in-process worker."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import dramatiq
 import httpx
 import pytest
+import sqlalchemy as sa
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from sqlalchemy.engine import Engine
 
+from config import Settings
+from db.uow import UnitOfWork
+from domain import jobs
 from domain.errors import TransientError
+from services.publisher import BrokerJobPublisher
 from tests.integration.inbound.conftest import Tenant, rows
 from tests.support import whatsapp as wa
+from tests.support.fake_graph import running_fake_graph
+from workers import resources
+from workers.broker import build_broker
 from workers.graph.client import GraphClient
-from workers.inbound.media_fetch import fetch_media
+from workers.inbound.media import fetch_job
+from workers.inbound.media_fetch import (
+    CHECKSUM_HOLD_SECONDS,
+    MAX_CHECKSUM_MISMATCHES,
+    ChecksumMismatchPersists,
+    fetch_media,
+)
 from workers.inbound.routes import RouteCache
 from workers.storage.local import LocalMediaStorage
 
@@ -119,3 +141,93 @@ def test_storage_refuses_keys_outside_its_root(tmp_path: Path) -> None:
     for key in ("../escape", "/abs", "a/../../b", ""):
         with pytest.raises(ValueError):
             storage.put(key, b"x", None)
+
+
+def test_base64_media_checksum_is_accepted_and_a_mismatch_dead_letters(
+    settings: Settings, engine: Engine, tenant: Tenant, deliver: Callable, tmp_path: Path
+) -> None:
+    # Meta's webhook names the digest in base64, this media endpoint in hex: the same digest.
+    deliver(
+        wa.delivery(
+            wa.change(
+                tenant.phone_number_id,
+                messages=[wa.media("16505551234", "image", "med-b64", content=CONTENT)],
+            )
+        )
+    )
+    [claim] = rows(engine, tenant.organization_id, "SELECT sha256 FROM media WHERE media_id = 'med-b64'")
+    assert claim["sha256"] == base64.b64encode(hashlib.sha256(CONTENT).digest()).decode()
+    assert _fetch(engine, tenant, graph(), LocalMediaStorage(tmp_path), "med-b64").status == "stored"
+
+    # A webhook whose checksum no download will ever match: three attempts, then a dead letter.
+    media_id = f"med-wrong-{uuid.uuid4().hex[:6]}"
+    deliver(
+        wa.delivery(
+            wa.change(
+                tenant.phone_number_id,
+                messages=[wa.media("16505551234", "image", media_id, content=b"other bytes")],
+            )
+        )
+    )
+    with running_fake_graph() as fake, _media_worker(settings, fake.url, tmp_path) as broker:
+        BrokerJobPublisher(broker).publish(
+            fetch_job(tenant.organization_id, tenant.phone_number_id, media_id)
+        )
+        dead = _wait_for(lambda: _dead_letters(engine, media_id))
+        downloads = fake.state.requests["download"][media_id]
+    [row] = rows(engine, tenant.organization_id, "SELECT * FROM media WHERE media_id = :m", m=media_id)
+    assert row["status"] == "failed" and row["attempts"] == MAX_CHECKSUM_MISMATCHES
+    assert "sha256 of the download is" in row["last_error"]
+    hold = (row["retry_after"] - row["updated_at"]).total_seconds()
+    assert abs(hold - CHECKSUM_HOLD_SECONDS) < 5
+    [letter] = dead
+    assert letter["actor"] == jobs.FETCH_MEDIA_ACTOR and "ChecksumMismatchPersists" in letter["error"]
+    assert letter["attempts"] == MAX_CHECKSUM_MISMATCHES
+    assert downloads == MAX_CHECKSUM_MISMATCHES  # one download per attempt, none after
+
+    # Redriven within the hour: refused at once, nothing downloaded, the row unchanged.
+    seen: list[str] = []
+    with pytest.raises(ChecksumMismatchPersists):
+        _fetch(engine, tenant, graph(seen=seen), LocalMediaStorage(tmp_path), media_id)
+    assert seen == []
+
+
+@contextmanager
+def _media_worker(settings: Settings, graph_url: str, media_dir: Path) -> Iterator[RabbitmqBroker]:
+    """The `media` queue consumed by an in-process Dramatiq worker over the real broker."""
+    broker = build_broker(settings)
+    previous = dramatiq.get_broker() if dramatiq.broker.global_broker is not None else None
+    dramatiq.set_broker(broker)
+    from workers.actors import media as media_actors
+
+    broker.declare_actor(media_actors.fetch_media)
+    local = settings.model_copy(update={"graph_api_url": graph_url, "media_dir": str(media_dir)})
+    resources.install(resources.build(broker, local))
+    worker = dramatiq.Worker(broker, worker_threads=1, queues={jobs.MEDIA_QUEUE})
+    worker.start()
+    try:
+        yield broker
+    finally:
+        worker.stop()
+        resources.install(None)
+        broker.close()
+        if previous is not None:
+            dramatiq.set_broker(previous)
+
+
+def _dead_letters(engine: Engine, media_id: str) -> list[Any]:
+    with UnitOfWork(engine, system=True) as uow:
+        return list(
+            uow.conn.execute(
+                sa.text("SELECT * FROM dead_letters WHERE kwargs->>'media_id' = :m"), {"m": media_id}
+            ).mappings()
+        )
+
+
+def _wait_for(found: Callable[[], list[Any]], timeout: float = 60.0) -> list[Any]:
+    """Retries wait out Dramatiq's backoff (seconds); poll for the dead letter's commit."""
+    deadline = time.monotonic() + timeout
+    while not (result := found()):
+        assert time.monotonic() < deadline, "no dead letter"
+        time.sleep(0.1)
+    return result

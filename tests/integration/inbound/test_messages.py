@@ -28,7 +28,7 @@ def test_every_type_is_stored_once_with_raw_text_and_media(
 ) -> None:
     sent = [
         wa.with_referral(wa.text(CUSTOMER, "from an ad")),
-        wa.media(CUSTOMER, "image", "img-1", caption="photo", sha256="a" * 64),
+        wa.media(CUSTOMER, "image", "img-1", caption="photo", content=b"photo bytes"),
         wa.media(CUSTOMER, "audio", "aud-1", mime_type="audio/ogg"),
         wa.media(CUSTOMER, "video", "vid-1", caption="clip", mime_type="video/mp4"),
         wa.media(

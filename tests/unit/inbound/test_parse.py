@@ -146,33 +146,62 @@ def test_nul_is_the_one_character_replaced() -> None:
         ([], "delivery is not an object"),
         ({"object": "page", "entry": []}, "not 'whatsapp_business_account'"),
         ({"object": "whatsapp_business_account"}, "entry is not a list"),
-        (wa.delivery({"field": "messages", "value": {"messages": []}}), "phone_number_id is missing"),
-        (
-            wa.delivery(wa.change(PN, messages=[{"from": "1", "timestamp": "1", "type": "text"}])),
-            "messages[0].id",
-        ),
-        (
-            wa.delivery(
-                wa.change(PN, messages=[{"id": "w", "from": "1", "timestamp": "soon", "type": "text"}])
-            ),
-            "timestamp",
-        ),
-        (wa.delivery(wa.change(PN, statuses=[{"id": "w", "timestamp": "1"}])), "statuses[0].status"),
-        (
-            wa.delivery(
-                wa.change(
-                    PN,
-                    messages=[{"id": "w", "from": "1", "timestamp": "1", "type": "reaction", "reaction": {}}],
-                )
-            ),
-            "reaction.message_id",
-        ),
     ],
 )
-def test_bad_shapes_are_refused_with_the_place(document: object, where: str) -> None:
+def test_what_is_not_a_delivery_is_refused_with_the_place(document: object, where: str) -> None:
     with pytest.raises(InvalidPayload, match=None) as caught:
         parse_delivery(document)
     assert where in str(caught.value)
+
+
+def test_an_unreadable_change_is_kept_with_its_reason_beside_the_readable_ones() -> None:
+    broken = {"field": "messages", "value": {"messages": []}}
+    delivery = parse_delivery(
+        wa.delivery(broken, wa.change(PN, messages=[wa.text(CUSTOMER, "hi")]), "not an object")
+    )
+    assert [c.phone_number_id for c in delivery.changes] == [PN]
+    [change, entry] = delivery.unparsed
+    assert (change.kind, change.raw) == ("change", broken)
+    assert "phone_number_id is missing" in change.reason
+    assert entry.kind == "change" and "is not an object" in entry.reason
+
+
+@pytest.mark.parametrize(
+    ("item", "kind", "where"),
+    [
+        ({"messages": [{"from": "1", "timestamp": "1", "type": "text"}]}, "message", "messages[0].id"),
+        (
+            {"messages": [{"id": "w", "from": "1", "timestamp": "soon", "type": "text"}]},
+            "message",
+            "timestamp",
+        ),
+        ({"statuses": [{"id": "w", "timestamp": "1"}]}, "status", "statuses[0].status"),
+        (
+            {"messages": [{"id": "w", "from": "1", "timestamp": "1", "type": "reaction", "reaction": {}}]},
+            "message",
+            "reaction.message_id",
+        ),
+        (
+            {"messages": [{"id": "w", "from": "1", "timestamp": "1", "type": "image", "image": {}}]},
+            "message",
+            "image.id",
+        ),
+        ({"contacts": [{"profile": {"name": "x"}}]}, "contact", "contacts[0].wa_id"),
+        ({"messages": "nope"}, "message", "messages is not a list"),
+    ],
+)
+def test_an_unreadable_item_is_kept_with_the_place_and_the_rest_is_read(
+    item: dict[str, object], kind: str, where: str
+) -> None:
+    good = wa.text(CUSTOMER, "still here")
+    change = wa.change(PN, messages=[good])
+    for key, values in item.items():
+        change["value"][key] = [*values, good] if key == "messages" and isinstance(values, list) else values
+    [parsed] = parse_delivery(wa.delivery(change)).changes
+    [bad] = parsed.unparsed
+    assert bad.kind == kind and where in bad.reason and bad.phone_number_id == PN
+    if item.get("messages") != "nope":
+        assert [m.wamid for m in parsed.messages] == [good["id"]]
 
 
 def test_not_json_is_invalid() -> None:

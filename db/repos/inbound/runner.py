@@ -1,4 +1,4 @@
-"""Helpers shared by the inbound SQL: raw psycopg statements with fixed text, so psycopg prepares
+"""The runner of the inbound SQL: raw psycopg statements with fixed text, so psycopg prepares
 them server-side after a few uses, and rows passed as one JSON parameter or as arrays (one round
 trip per batch).
 
