@@ -20,6 +20,7 @@ from db import outbox
 from db.uow import UnitOfWork
 from workers import resources
 from workers.broker import setup_broker
+from services import bulk_run
 from workers.outbound import sweeps as outbound
 
 log = logging.getLogger("adsapp.scheduler")
@@ -48,12 +49,22 @@ def sweep_outbox(res: resources.Resources) -> int:
     return len(claimed)
 
 
+# A released chunk's run or settle job re-arms itself within seconds; one untouched this long was
+# lost with its worker (or waits in the outbox) and is enqueued again, harmlessly if it was not.
+BULK_STALE_SECONDS = 60.0
+
+
+def sweep_bulk_chunks(res: resources.Resources) -> int:
+    return bulk_run.sweep_stale_chunks(bulk_run.RunPorts(res.engine, res.jobs), BULK_STALE_SECONDS)
+
+
 # Later sweeps (dead-letter retries, stale bulk jobs, template sync) register here.
 TASKS: list[PeriodicTask] = [
     PeriodicTask("outbox", 5.0, sweep_outbox),
     PeriodicTask("outbound-stuck-sending", 30.0, outbound.expire_stuck_sending),
     PeriodicTask("outbound-orphaned-queued", 300.0, outbound.requeue_orphaned),
     PeriodicTask("template-sync", 6 * 3600.0, outbound.sync_templates),
+    PeriodicTask("bulk-stale-chunks", 15.0, sweep_bulk_chunks),
 ]
 
 
