@@ -48,6 +48,10 @@ _CONTACT_FIELDS = re.compile(r"\{\{\s*contact\.(name|wa_id)\s*\}\}")
 
 PARAMETERS_MISMATCH = "template_parameters_mismatch"
 
+# The audiences' filters, for callers of these use cases.
+ContactFilter = repo.ContactFilter
+ConversationFilter = repo.ConversationFilter
+
 
 @dataclass(frozen=True, slots=True)
 class BulkPorts:
@@ -144,9 +148,9 @@ def plan_broadcast(
     for _ in range(2):
         with UnitOfWork(ports.engine, organization_id=organization_id, publisher=ports.jobs) as uow:
             conn = uow.conn
-            replay = _replay(conn, idempotency)
-            if replay is not None:
-                return replay
+            prior = replay(conn, idempotency)
+            if prior is not None:
+                return prior
             number = sending_number(conn, plan.phone_number_id)
             facts = repo.number_facts(conn, number)
             known = templates.named(conn, plan.template_name)
@@ -160,15 +164,26 @@ def plan_broadcast(
                 "template": {"name": plan.template_name, "language": {"code": plan.language}},
                 "filter": _filter_params(plan.filter),
             }
-            if not _insert(conn, uow, organization_id, job_id, rules.BROADCAST, number, params, planned.items,
-                           chunk_size, idempotency):  # fmt: skip
+            kind = rules.BROADCAST
+            if not insert_planned(
+                conn,
+                uow,
+                organization_id,
+                job_id,
+                kind,
+                number,
+                params,
+                planned.items,
+                chunk_size,
+                idempotency,
+            ):
                 continue
             uow.commit()
-            return _summary_of(_job(ports.engine, organization_id, job_id))
+            return summary_of(load_job(ports.engine, organization_id, job_id))
     raise Refused("internal_error", "Could not settle the idempotency key; retry.")
 
 
-def _replay(conn: Connection, idempotency: Idempotency | None) -> JobSummary | None:
+def replay(conn: Connection, idempotency: Idempotency | None) -> JobSummary | None:
     if idempotency is None:
         return None
     prior = repo.find_job_by_key(conn, idempotency.key)
@@ -181,7 +196,7 @@ def _replay(conn: Connection, idempotency: Idempotency | None) -> JobSummary | N
         raise Conflict("idempotency_conflict", details={"bulk_job_id": str(prior.id)})
     row = repo.get_job(conn, prior.id)
     assert row is not None
-    summary = _summary_of(row)
+    summary = summary_of(row)
     return JobSummary(**{**_fields(summary), "replayed": True})
 
 
@@ -331,7 +346,7 @@ def _filter_params(where: repo.ContactFilter | None) -> dict[str, Any] | None:
     }
 
 
-def _insert(
+def insert_planned(
     conn: Connection,
     uow: UnitOfWork,
     organization_id: UUID,
@@ -378,7 +393,7 @@ def release(uow: UnitOfWork, organization_id: UUID, job_id: UUID) -> list[int]:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _job(engine: Engine, organization_id: UUID, job_id: UUID) -> RowMapping:
+def load_job(engine: Engine, organization_id: UUID, job_id: UUID) -> RowMapping:
     with UnitOfWork(engine, organization_id=organization_id) as uow:
         row = repo.get_job(uow.conn, job_id)
     if row is None:
@@ -386,7 +401,7 @@ def _job(engine: Engine, organization_id: UUID, job_id: UUID) -> RowMapping:
     return row
 
 
-def _summary_of(row: RowMapping, progress: repo.Progress | None = None) -> JobSummary:
+def summary_of(row: RowMapping, progress: repo.Progress | None = None) -> JobSummary:
     late = progress.failed_after_sent if progress else 0
     succeeded, failed = int(row["succeeded"]) - late, int(row["failed"]) + late
     settled = succeeded + failed + int(row["skipped"]) + int(row["cancelled"])
@@ -427,7 +442,7 @@ def get_job(engine: Engine, organization_id: UUID, job_id: UUID) -> JobSummary:
         row = repo.get_job(uow.conn, job_id)
         if row is None:
             raise NotFound("No bulk job with this id.")
-        return _summary_of(row, repo.progress(uow.conn, job_id))
+        return summary_of(row, repo.progress(uow.conn, job_id))
 
 
 def list_jobs(
@@ -443,7 +458,7 @@ def list_jobs(
     `Page.next_after` is the one for the next page (None on the last)."""
     with UnitOfWork(engine, organization_id=organization_id) as uow:
         rows = repo.list_jobs(uow.conn, after=after, limit=limit + 1, kind=kind, status=status)
-    page = [_summary_of(r) for r in rows[:limit]]
+    page = [summary_of(r) for r in rows[:limit]]
     next_after = (rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
     return Page(page, next_after)
 

@@ -18,9 +18,9 @@ from config import get_settings
 from config.logging import configure_logging
 from db import outbox
 from db.uow import UnitOfWork
+from services import bulk_run
 from workers import resources
 from workers.broker import setup_broker
-from services import bulk_run
 from workers.outbound import sweeps as outbound
 
 log = logging.getLogger("adsapp.scheduler")
