@@ -617,38 +617,35 @@ def record_late_failures(conn: Connection, job_id: UUID) -> int:
 
 def reopen_failed(conn: Connection, job_id: UUID, permanent: Iterable[str]) -> int:
     """Failed items whose error is not permanent for their recipient go back to `pending` (a new
-    message will be sent), their chunks and the job's counters with them; returns how many."""
-    reopened = list(
-        conn.execute(
-            sa.update(bulk_job_items)
-            .where(
-                bulk_job_items.c.bulk_job_id == job_id,
-                bulk_job_items.c.status == rules.ITEM_FAILED,
-                sa.or_(
-                    bulk_job_items.c.error_code.is_(None),
-                    bulk_job_items.c.error_code.not_in(list(permanent)),
-                ),
-            )
-            .values(status=rules.ITEM_PENDING, settled_at=None, updated_at=sa.func.now())
-            .returning(bulk_job_items.c.chunk)
-        ).scalars()
+    message will be sent) and their chunks with them; returns how many. The job's counters lose
+    those chunks' tallies, which their next settle counts again."""
+    reopenable = sa.and_(
+        bulk_job_items.c.bulk_job_id == job_id,
+        bulk_job_items.c.status == rules.ITEM_FAILED,
+        sa.or_(bulk_job_items.c.error_code.is_(None), bulk_job_items.c.error_code.not_in(list(permanent))),
     )
-    if not reopened:
+    chunks = sorted(
+        int(c) for c in conn.execute(sa.select(bulk_job_items.c.chunk).where(reopenable).distinct()).scalars()
+    )
+    if not chunks:
         return 0
+    tallies = conn.execute(
+        sa.select(bulk_job_items.c.status, sa.func.count())
+        .where(bulk_job_items.c.bulk_job_id == job_id, bulk_job_items.c.chunk.in_(chunks))
+        .group_by(bulk_job_items.c.status)
+    ).all()
+    add_counts(conn, job_id, {str(status): -int(n) for status, n in tallies})
+    reopened = conn.execute(
+        sa.update(bulk_job_items)
+        .where(reopenable)
+        .values(status=rules.ITEM_PENDING, settled_at=None, updated_at=sa.func.now())
+    ).rowcount
     conn.execute(
         sa.update(bulk_job_chunks)
-        .where(
-            bulk_job_chunks.c.bulk_job_id == job_id,
-            bulk_job_chunks.c.chunk.in_(sorted({int(c) for c in reopened})),
-        )
+        .where(bulk_job_chunks.c.bulk_job_id == job_id, bulk_job_chunks.c.chunk.in_(chunks))
         .values(status=rules.CHUNK_PENDING, released=False, settled_at=None, updated_at=sa.func.now())
     )
-    conn.execute(
-        sa.update(bulk_jobs)
-        .where(bulk_jobs.c.id == job_id)
-        .values(failed=bulk_jobs.c.failed - len(reopened), finished_at=None, updated_at=sa.func.now())
-    )
-    return len(reopened)
+    return int(reopened)
 
 
 def unrelease(conn: Connection, job_id: UUID, chunk: int) -> None:
