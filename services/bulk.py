@@ -447,7 +447,7 @@ def get_job(engine: Engine, organization_id: UUID, job_id: UUID) -> JobSummary:
 
 def list_jobs(
     engine: Engine,
-    organization_id: UUID,
+    organization_id: UUID | None,
     *,
     after: tuple[datetime, UUID] | None,
     limit: int,
@@ -455,8 +455,9 @@ def list_jobs(
     status: str | None = None,
 ) -> Page:
     """Newest first. `after` is the (created_at, id) of the last job of the previous page;
-    `Page.next_after` is the one for the next page (None on the last)."""
-    with UnitOfWork(engine, organization_id=organization_id) as uow:
+    `Page.next_after` is the one for the next page (None on the last). `organization_id` None
+    lists every organization's jobs (operators)."""
+    with UnitOfWork(engine, organization_id=organization_id, system=organization_id is None) as uow:
         rows = repo.list_jobs(uow.conn, after=after, limit=limit + 1, kind=kind, status=status)
     page = [summary_of(r) for r in rows[:limit]]
     next_after = (rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
@@ -484,6 +485,15 @@ def list_items(
         )  # fmt: skip
     page = [_item_of(r) for r in rows[:limit]]
     return Page(page, rows[limit - 1]["seq"] if len(rows) > limit else None)
+
+
+def organization_of(engine: Engine, job_id: UUID) -> UUID:
+    """The organization of a job, for operators who name only the job. Raises `NotFound`."""
+    with UnitOfWork(engine, system=True) as uow:
+        org = repo.organization_of(uow.conn, job_id)
+    if org is None:
+        raise NotFound("No bulk job with this id.")
+    return org
 
 
 def _item_of(row: RowMapping) -> ItemView:

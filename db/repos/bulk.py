@@ -353,6 +353,12 @@ def list_items(
     return list(conn.execute(stmt).mappings())
 
 
+def organization_of(conn: Connection, job_id: UUID) -> UUID | None:
+    """The organization a job belongs to (system scope: for operators who know only the job)."""
+    value = conn.execute(sa.select(bulk_jobs.c.organization_id).where(bulk_jobs.c.id == job_id)).scalar()
+    return None if value is None else UUID(str(value))
+
+
 # --- state changes ------------------------------------------------------------------------------
 
 
