@@ -224,3 +224,9 @@ def sweep_stale_chunks(ports: RunPorts, older_than_seconds: float, limit: int = 
             uow.enqueue(make(str(s.organization_id), str(s.job_id), s.chunk))
         uow.commit()
     return len(stale)
+
+
+def items_pending(engine: Engine) -> int:
+    """Items of every unfinished job still without an outcome (for the fleet gauge)."""
+    with UnitOfWork(engine, system=True) as uow:
+        return repo.items_pending(uow.conn)

@@ -21,6 +21,7 @@ from db.uow import UnitOfWork
 from services import bulk_run
 from workers import resources
 from workers.broker import setup_broker
+from workers.bulk import metrics as bulk_metrics
 from workers.outbound import sweeps as outbound
 
 log = logging.getLogger("adsapp.scheduler")
@@ -58,6 +59,11 @@ def sweep_bulk_chunks(res: resources.Resources) -> int:
     return bulk_run.sweep_stale_chunks(bulk_run.RunPorts(res.engine, res.jobs), BULK_STALE_SECONDS)
 
 
+def gauge_bulk_items(res: resources.Resources) -> int:
+    bulk_metrics.ITEMS_PENDING.set(bulk_run.items_pending(res.engine))
+    return 0
+
+
 # Later sweeps (dead-letter retries, stale bulk jobs, template sync) register here.
 TASKS: list[PeriodicTask] = [
     PeriodicTask("outbox", 5.0, sweep_outbox),
@@ -65,6 +71,7 @@ TASKS: list[PeriodicTask] = [
     PeriodicTask("outbound-orphaned-queued", 300.0, outbound.requeue_orphaned),
     PeriodicTask("template-sync", 6 * 3600.0, outbound.sync_templates),
     PeriodicTask("bulk-stale-chunks", 15.0, sweep_bulk_chunks),
+    PeriodicTask("bulk-items-gauge", 15.0, gauge_bulk_items),
 ]
 
 

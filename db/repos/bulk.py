@@ -659,6 +659,25 @@ def unrelease(conn: Connection, job_id: UUID, chunk: int) -> None:
     set_chunk(conn, job_id, chunk, released=False)
 
 
+def items_pending(conn: Connection) -> int:
+    """Items of unfinished jobs without an outcome yet, by the jobs' counters (system scope)."""
+    value = conn.execute(
+        sa.select(
+            sa.func.coalesce(
+                sa.func.sum(
+                    bulk_jobs.c.total
+                    - bulk_jobs.c.succeeded
+                    - bulk_jobs.c.failed
+                    - bulk_jobs.c.skipped
+                    - bulk_jobs.c.cancelled
+                ),
+                0,
+            )
+        ).where(bulk_jobs.c.status.not_in(list(rules.FINISHED)))
+    ).scalar_one()
+    return int(value)
+
+
 # --- the stale-chunk sweep (system scope) --------------------------------------------------------
 
 

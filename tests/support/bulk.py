@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from db.tables import organizations, whatsapp_numbers
 from db.uow import UnitOfWork
 from domain import jobs
+from domain.ports import RealtimePublisher
 from services import bulk_run
 from tests.support.jobs import RecordingPublisher
 from tests.support.tenants import Tenant, make_tenant
@@ -37,12 +38,17 @@ def set_messaging_limit(tenant: Tenant, limit: int | None) -> None:
     )
 
 
-def run_bulk_jobs(engine: Engine, publisher: RecordingPublisher, max_rounds: int = 1000) -> list[Any]:
+def run_bulk_jobs(
+    engine: Engine,
+    publisher: RecordingPublisher,
+    max_rounds: int = 1000,
+    realtime: RealtimePublisher | None = None,
+) -> list[Any]:
     """Run every bulk chunk job published so far (and those they publish) in this process, until
     only settles waiting for their messages' outcomes are left; those and the send jobs stay in
     `publisher.jobs`. Returns the outcomes."""
     outcomes = []
-    ports = bulk_run.RunPorts(engine, publisher)
+    ports = bulk_run.RunPorts(engine, publisher, realtime)
     for _ in range(max_rounds):
         pending = [j for j in publisher.jobs if j.queue == jobs.BULK_QUEUE]
         if not pending:

@@ -18,7 +18,9 @@ JOB_SECONDS = Histogram(
     buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
 )
 ITEMS_PENDING = Gauge(
-    "adsapp_bulk_items_pending", "Items of unfinished bulk jobs without an outcome yet (scheduler)"
+    "adsapp_bulk_items_pending",
+    "Items of unfinished bulk jobs without an outcome yet (set by the scheduler)",
+    multiprocess_mode="max",
 )
 
 

@@ -10,8 +10,10 @@ import io
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
 import sqlalchemy as sa
+from redis import Redis
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
@@ -20,9 +22,11 @@ from db.uow import UnitOfWork
 from domain import jobs as names
 from domain.bulk import settle_chunk_job
 from domain.ports import Job
+from services import bulk_run
 from tests.support.bulk import BULK_SCOPES, bulk_tenant, run_bulk_jobs, set_messaging_limit
 from tests.support.jobs import RecordingPublisher
 from tests.support.tenants import TEMPLATE, Tenant, recipient
+from workers.inbound.realtime import RedisRealtime
 
 pytestmark = pytest.mark.integration
 
@@ -375,3 +379,33 @@ def test_imports_over_the_limits_are_413(
     )
     assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
     assert _job_count(engine, tenant) == 0
+
+
+def test_progress_goes_to_the_tenant_channel_and_the_pending_gauge_counts_down(
+    client: TestClient, engine: Engine, jobs: RecordingPublisher, redis_client: Redis
+) -> None:
+    tenant = bulk_tenant(engine)
+    tenant.templates([TEMPLATE])
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(f"org:{tenant.organization_id}")
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    created = client.post("/api/v1/bulk-jobs", json=broadcast([recipient(), recipient()]),
+                          headers=headers(tenant)).json()["data"]  # fmt: skip
+    before = bulk_run.items_pending(engine)
+    assert before >= 2
+    realtime = RedisRealtime(redis_client)
+    run_bulk_jobs(engine, jobs, realtime=realtime)
+    settle_messages(tenant)
+    jobs.jobs.clear()
+    jobs.publish(settle_job(tenant, created["id"], 0))
+    outcomes = run_bulk_jobs(engine, jobs, realtime=realtime)
+    assert outcomes[-1].finished == "completed"
+    event = pubsub.get_message(timeout=5)
+    while event is not None and event["type"] != "message":
+        event = pubsub.get_message(timeout=5)
+    assert event is not None
+    payload = orjson.loads(event["data"])
+    assert payload == {"type": "bulk_job.finished", "bulk_job_id": created["id"],
+                       "chunk_counts": {"succeeded": 2}, "status": "completed"}  # fmt: skip
+    assert bulk_run.items_pending(engine) == before - 2
+    pubsub.close()
