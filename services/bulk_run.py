@@ -74,6 +74,11 @@ def run_chunk(ports: RunPorts, organization_id: UUID, job_id: UUID, chunk: int) 
             outcome = _cancel_chunk(uow, organization_id, job, chunk)
             uow.commit()
             return outcome
+        if job["kind"] == rules.BROADCAST and job["phone_number_id"] not in outbound_repo.phone_numbers(conn):
+            outcome = _fail_job(uow, organization_id, job, chunk, "phone_number_unknown",
+                                "The job's number is no longer one of the organization's.")  # fmt: skip
+            uow.commit()
+            return outcome
         repo.mark_running(conn, job_id)
         if job["kind"] == rules.BROADCAST:
             _submit_broadcast(uow, organization_id, job, chunk)
@@ -158,6 +163,18 @@ def _submit_broadcast(uow: UnitOfWork, organization_id: UUID, job: RowMapping, c
         results.append(repo.ItemResult(item.id, rules.ITEM_SUBMITTED, message_id=message_id))
     repo.set_items(conn, results)
     repo.set_chunk(conn, job["id"], chunk, rules.CHUNK_SUBMITTED, submitted_at=now)
+
+
+def _fail_job(
+    uow: UnitOfWork, organization_id: UUID, job: RowMapping, chunk: int, code: str, message: str
+) -> ChunkOutcome:
+    """The job cannot go on (its number is gone): it fails with the reason, and its items not
+    started are cancelled; chunks already submitted still settle."""
+    repo.set_status(uow.conn, job["id"], rules.FAILED, error_code=code, error_message=message,
+                    finished_at=datetime.now(UTC))  # fmt: skip
+    outcome = _cancel_chunk(uow, organization_id, job, chunk)
+    repo.add_counts(uow.conn, job["id"], repo.cancel_pending(uow.conn, job["id"]))
+    return ChunkOutcome("failed", outcome.counts, kind=job["kind"], finished=rules.FAILED)
 
 
 def _cancel_chunk(uow: UnitOfWork, organization_id: UUID, job: RowMapping, chunk: int) -> ChunkOutcome:

@@ -17,7 +17,7 @@ from redis import Redis
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
-from db.tables import bulk_jobs, contacts, conversations, messages
+from db.tables import bulk_jobs, contacts, conversations, messages, whatsapp_numbers
 from db.uow import UnitOfWork
 from domain import jobs as names
 from domain.bulk import settle_chunk_job
@@ -409,3 +409,19 @@ def test_progress_goes_to_the_tenant_channel_and_the_pending_gauge_counts_down(
                        "chunk_counts": {"succeeded": 2}, "status": "completed"}  # fmt: skip
     assert bulk_run.items_pending(engine) == before - 2
     pubsub.close()
+
+
+def test_a_broadcast_whose_number_is_gone_fails_with_the_reason(
+    client: TestClient, engine: Engine, jobs: RecordingPublisher
+) -> None:
+    tenant = bulk_tenant(engine, mps=10)
+    tenant.templates([TEMPLATE])
+    created = client.post("/api/v1/bulk-jobs", json=broadcast([recipient() for _ in range(25)]),
+                          headers=headers(tenant)).json()["data"]  # fmt: skip
+    tenant.execute(sa.delete(whatsapp_numbers).where(whatsapp_numbers.c.phone_number_id == tenant.number))
+    run_bulk_jobs(engine, jobs)
+    final = job(client, tenant, created["id"])
+    assert final["status"] == "failed"
+    assert final["error"]["code"] == "phone_number_unknown"
+    assert (final["counts"]["cancelled"], final["counts"]["pending"]) == (25, 0)
+    assert [j for j in jobs.jobs if j.actor == names.SEND_MESSAGE_ACTOR] == []

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from db.tables import bulk_job_items, messages
 from db.uow import UnitOfWork
-from services import bulk
+from services import bulk, sends
 from tests.support.bulk import bulk_tenant
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
 from tests.support.processes import Process, start_worker, wait_for
@@ -151,12 +151,23 @@ def test_a_small_job_of_another_tenant_finishes_while_a_big_one_runs_which_is_th
     assert done.status == "completed" and done.counts.succeeded == 10
     assert summary(engine, big, big_id).status == "running"
 
+    # An interactive send on the busy number waits behind a few chunks at most, not the campaign.
+    to = recipient()
+    body = {"messaging_product": "whatsapp", "type": "template",
+            "template": {"name": "order_update", "language": {"code": "en_US"}, "components": COMPONENTS}}  # fmt: skip
+    accepted = sends.accept_send(
+        sends.SendPorts(engine, ports.jobs), big.organization_id,
+        sends.OutgoingMessage(to=to, type="template", body=body), None,
+    )  # fmt: skip
+    assert wait_for(lambda: big.message(accepted.message_id)["status"] == "sent", 30, 0.1)
+    assert summary(engine, big, big_id).status == "running"
+
     cancelled = bulk.cancel(ports, big.organization_id, big_id)
     assert cancelled.status == "cancelling" and cancelled.counts.cancelled > 0
     final = wait_finished(engine, big, big_id, timeout=30)
     c = final.counts
     assert final.status == "cancelled" and c.pending == 0 and c.succeeded + c.cancelled == 1000
-    assert sum(sends_by_recipient(fake, big.number).values()) == c.succeeded
+    assert sum(sends_by_recipient(fake, big.number).values()) == c.succeeded + 1  # and the interactive one
 
 
 def test_pause_then_resume_completes_the_job(
