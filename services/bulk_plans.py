@@ -48,6 +48,9 @@ def plan_conversations_update(
             prior = replay(uow.conn, idempotency)
             if prior is not None:
                 return prior
+            assignee = plan.updates.get("assigned_to")
+            if assignee is not None and not repo.profile_exists(uow.conn, UUID(str(assignee))):
+                raise Refused("assignee_unknown", details={"assigned_to": str(assignee)})
             ids = repo.conversations_matching(uow.conn, plan.filter, MAX_ROWS + 1)
             if not ids:
                 raise Refused("no_recipients", "No conversation matches the filter.")

@@ -27,6 +27,7 @@ from db.tables import (
     contacts,
     conversations,
     messages,
+    profiles,
     whatsapp_numbers,
 )
 from domain import bulk as rules
@@ -740,6 +741,11 @@ def conversations_matching(conn: Connection, where: ConversationFilter, limit: i
         stmt = stmt.where(conversations.c.last_message_at > where.last_message_after)
     stmt = stmt.order_by(conversations.c.created_at, conversations.c.id).limit(limit)
     return [UUID(str(v)) for v in conn.execute(stmt).scalars()]
+
+
+def profile_exists(conn: Connection, profile_id: UUID) -> bool:
+    """Whether the scoped organization has this profile (agent)."""
+    return conn.execute(sa.select(profiles.c.id).where(profiles.c.id == profile_id)).first() is not None
 
 
 _UPDATE_CONVERSATIONS = sa.text(

@@ -326,6 +326,7 @@ OPERATIONS = (
             ErrorCode.TOO_MANY_RECIPIENTS,
             ErrorCode.TOO_MANY_ROWS,
             ErrorCode.INVALID_CSV,
+            ErrorCode.ASSIGNEE_UNKNOWN,
             "bulk_not_allowed",
             "quota_exceeded",
             "subscription_canceled",

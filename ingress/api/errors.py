@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_RECIPIENTS = "too_many_recipients"
     TOO_MANY_ROWS = "too_many_rows"
     INVALID_CSV = "invalid_csv"
+    ASSIGNEE_UNKNOWN = "assignee_unknown"
     BULK_JOB_NOT_PAUSABLE = "bulk_job_not_pausable"
     BULK_JOB_NOT_RESUMABLE = "bulk_job_not_resumable"
     BULK_JOB_FINISHED = "bulk_job_finished"
@@ -108,6 +109,7 @@ CATALOGUE: Final[Mapping[str, ErrorSpec]] = {
     ErrorCode.TOO_MANY_RECIPIENTS: ErrorSpec(413, "A bulk job takes at most 100,000 recipients."),
     ErrorCode.TOO_MANY_ROWS: ErrorSpec(413, "An import takes at most 100,000 rows."),
     ErrorCode.INVALID_CSV: ErrorSpec(400, "The CSV cannot be read (UTF-8, a header row with wa_id)."),
+    ErrorCode.ASSIGNEE_UNKNOWN: ErrorSpec(422, "assigned_to is not one of this organization's profiles."),
     ErrorCode.BULK_JOB_NOT_PAUSABLE: ErrorSpec(409, "Only a pending or running job can be paused."),
     ErrorCode.BULK_JOB_NOT_RESUMABLE: ErrorSpec(409, "The job cannot be resumed in its current state."),
     ErrorCode.BULK_JOB_FINISHED: ErrorSpec(409, "The job has already finished."),

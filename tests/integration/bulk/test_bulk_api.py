@@ -316,6 +316,10 @@ def test_conversations_update_touches_exactly_the_filtered_rows_of_the_tenant(
     assert rows[untagged] == ("open", []) and rows[resolved_vip] == ("resolved", ["vip"])
     assert _conversation_rows(other)[foreign] == ("open", ["vip"])
 
+    unknown = {**body, "updates": {"assigned_to": "00000000-0000-0000-0000-000000000001"}}
+    refused = client.post("/api/v1/bulk-jobs", json=unknown, headers=headers(tenant))
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "assignee_unknown"
+
 
 def test_csv_import_writes_the_good_rows_and_reports_the_bad_by_row_number(
     client: TestClient, engine: Engine, jobs: RecordingPublisher
