@@ -597,7 +597,8 @@ def release(conn: Connection, job_id: UUID, window: int) -> list[int]:
 
 def record_late_failures(conn: Connection, job_id: UUID) -> int:
     """Items that succeeded (Meta accepted the send) whose message a status webhook later failed
-    (131026 arrives so) take the failure, and the counters move with them; returns how many."""
+    (131026 arrives so) take the failure, and the counters move with them; returns how many.
+    Settled chunks only, as in `reopen_failed`."""
     moved = int(
         conn.execute(
             sa.text(
@@ -608,6 +609,8 @@ def record_late_failures(conn: Connection, job_id: UUID) -> int:
                 FROM messages m
                 WHERE i.bulk_job_id = :job AND i.status = 'succeeded' AND m.id = i.message_id
                   AND m.status = 'failed'
+                  AND i.chunk IN (SELECT chunk FROM bulk_job_chunks
+                                  WHERE bulk_job_id = :job AND status = 'done')
                 """
             ),
             {"job": job_id},
@@ -626,9 +629,15 @@ def reopen_failed(conn: Connection, job_id: UUID, permanent: Iterable[str]) -> i
     """Failed items whose error is not permanent for their recipient go back to `pending` (a new
     message will be sent) and their chunks with them; returns how many. The job's counters lose
     those chunks' tallies, which their next settle counts again."""
+    # Only chunks already settled (done): a chunk still settling is locked by its settle, which
+    # waits for the job's row this caller holds, and its tallies are not counted yet.
+    settled = sa.select(bulk_job_chunks.c.chunk).where(
+        bulk_job_chunks.c.bulk_job_id == job_id, bulk_job_chunks.c.status == rules.CHUNK_DONE
+    )
     reopenable = sa.and_(
         bulk_job_items.c.bulk_job_id == job_id,
         bulk_job_items.c.status == rules.ITEM_FAILED,
+        bulk_job_items.c.chunk.in_(settled),
         sa.or_(bulk_job_items.c.error_code.is_(None), bulk_job_items.c.error_code.not_in(list(permanent))),
     )
     chunks = sorted(
