@@ -487,6 +487,20 @@ def list_items(
     return Page(page, rows[limit - 1]["seq"] if len(rows) > limit else None)
 
 
+MESSAGING_LIMITS: Final = (250, 2_000, 10_000, 100_000)
+
+
+def set_messaging_limit(engine: Engine, phone_number_id: str, limit: int | None) -> None:
+    """Record Meta's messaging limit of a number (unique recipients per rolling 24 hours; None:
+    unlimited), which planning checks broadcasts against. Raises `NotFound` for an unknown number."""
+    if limit is not None and limit not in MESSAGING_LIMITS:
+        raise Refused("validation_failed", f"A messaging limit is one of {MESSAGING_LIMITS} or unlimited.")
+    with UnitOfWork(engine, system=True) as uow:
+        if not repo.set_messaging_limit(uow.conn, phone_number_id, limit):
+            raise NotFound("No WhatsApp number with this phone_number_id.")
+        uow.commit()
+
+
 def organization_of(engine: Engine, job_id: UUID) -> UUID:
     """The organization of a job, for operators who name only the job. Raises `NotFound`."""
     with UnitOfWork(engine, system=True) as uow:

@@ -175,6 +175,17 @@ def release_idempotency_key(conn: Connection, job_id: UUID) -> None:
     )
 
 
+def set_messaging_limit(conn: Connection, phone_number_id: str, limit: int | None) -> bool:
+    """Set a number's messaging limit (None: unlimited); False when there is no such number."""
+    return bool(
+        conn.execute(
+            sa.update(whatsapp_numbers)
+            .where(whatsapp_numbers.c.phone_number_id == phone_number_id)
+            .values(messaging_limit=limit, updated_at=sa.func.now())
+        ).rowcount
+    )
+
+
 def number_facts(conn: Connection, phone_number_id: str) -> NumberFacts:
     row = conn.execute(
         sa.select(whatsapp_numbers.c.mps, whatsapp_numbers.c.messaging_limit).where(

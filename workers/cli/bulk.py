@@ -54,6 +54,24 @@ def register(commands: Commands) -> None:
     resume.add_argument("job_id", type=UUID)
     resume.add_argument("--scope", choices=("pending", "failed"), default="pending")
     resume.set_defaults(handler=_control)
+    limit = group.add_parser(
+        "messaging-limit", help="a number's unique recipients per 24 hours (Meta's tier)"
+    )
+    limit.add_argument("phone_number_id")
+    limit.add_argument("limit", choices=("250", "2000", "10000", "100000", "unlimited"))
+    limit.set_defaults(handler=_messaging_limit)
+
+
+def _messaging_limit(args: argparse.Namespace) -> int:
+    value = None if args.limit == "unlimited" else int(args.limit)
+    with _engine() as engine:
+        try:
+            bulk.set_messaging_limit(engine, args.phone_number_id, value)
+        except Refused as exc:
+            print(f"adsapp: error: {exc.message or exc.code}", file=sys.stderr)
+            return 1
+    print(f"{args.phone_number_id} messaging limit: {args.limit}")
+    return 0
 
 
 @contextmanager

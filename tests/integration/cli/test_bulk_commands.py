@@ -7,8 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from db.tables import whatsapp_numbers
+from db.uow import UnitOfWork
 from services import bulk
 from tests.support.bulk import bulk_tenant
 from tests.support.jobs import RecordingPublisher
@@ -59,3 +62,16 @@ def test_bulk_commands_list_show_and_control_a_job(engine: Engine) -> None:
     assert "] " in followed.stdout and "cancell" in followed.stdout
     missing = adsapp("status", "00000000-0000-0000-0000-000000000000")
     assert missing.returncode == 1 and "No bulk job" in missing.stderr
+
+
+def test_messaging_limit_is_set_per_number(engine: Engine) -> None:
+    tenant = bulk_tenant(engine)
+    done = adsapp("messaging-limit", tenant.number, "2000")
+    assert done.returncode == 0, done.stderr
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
+        assert uow.conn.execute(sa.select(whatsapp_numbers.c.messaging_limit)).scalar_one() == 2000
+    assert adsapp("messaging-limit", tenant.number, "unlimited").returncode == 0
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
+        assert uow.conn.execute(sa.select(whatsapp_numbers.c.messaging_limit)).scalar_one() is None
+    missing = adsapp("messaging-limit", "pn-nobody", "250")
+    assert missing.returncode == 1 and "No WhatsApp number" in missing.stderr
