@@ -179,6 +179,7 @@ def main() -> None:
     parser.add_argument("--outbound-threads", type=int, default=64)
     parser.add_argument("--bulk-threads", type=int, default=4)
     parser.add_argument("--skip-1000", action="store_true", help="only the 200-mps broadcast")
+    parser.add_argument("--plan-only", action="store_true", help="only the planning figure")
     args = parser.parse_args()
 
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -219,6 +220,9 @@ def main() -> None:
                 "insert_floor_s": round(_insert_floor(owner, args.plan_recipients), 2),
                 "target_s": 5.0,
             }
+            if args.plan_only:
+                print(json.dumps(report, indent=2))
+                return
             out = {"processes": args.outbound_processes, "threads": args.outbound_threads, "timeout": 90}
             workers.append(start_worker(["outbound"], **out))
             workers.append(start_worker(["bulk"], processes=1, threads=args.bulk_threads, timeout=90))

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID, uuid4
 
+import orjson
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from db.repos import bulk as repo
@@ -227,8 +228,17 @@ def _plan_items(conn: Connection, plan: BroadcastPlan, known: Sequence[Any], chu
     if len(targets) > MAX_RECIPIENTS:
         raise Refused("too_many_recipients", details={"limit": MAX_RECIPIENTS})
     seen: set[str] = set()
+    # The job's own components are checked once; filling in contact fields keeps their counts.
+    shared = check_template_send(plan.template_name, plan.language, known, plan.components)
+    shared_fill = _fills(plan.components)
+    shared_frozen = [dict(c) for c in plan.components]
     for seq, (wa_id, contact, components, reason) in enumerate(targets):
-        frozen = _personalised(components if components is not None else plan.components, contact, wa_id)
+        if components is None:
+            frozen = _personalised(plan.components, contact, wa_id) if shared_fill else shared_frozen
+            problem = shared
+        else:
+            frozen = _personalised(components, contact, wa_id)
+            problem = check_template_send(plan.template_name, plan.language, known, frozen)
         item = repo.NewItem(
             seq=seq,
             chunk=seq // chunk_size,
@@ -237,10 +247,8 @@ def _plan_items(conn: Connection, plan: BroadcastPlan, known: Sequence[Any], chu
             params={"components": frozen},
         )
         skip = reason or _skip_reason(wa_id, contact, seen)
-        if skip is None:
-            problem = check_template_send(plan.template_name, plan.language, known, frozen)
-            if problem is not None:
-                skip = (problem.code, problem.message)
+        if skip is None and problem is not None:
+            skip = (problem.code, problem.message)
         if skip is not None:
             item = repo.NewItem(
                 item.seq, item.chunk, item.recipient, item.contact_id, item.params,
@@ -285,6 +293,11 @@ def _skip_reason(wa_id: str, contact: repo.ContactRow | None, seen: set[str]) ->
     if contact is not None and contact.opted_out:
         return ("contact_opted_out", "The customer opted out of messages from this business.")
     return None
+
+
+def _fills(components: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any value names a contact field (most broadcasts do not: nothing to fill in)."""
+    return _CONTACT_FIELDS.search(orjson.dumps(list(components)).decode()) is not None
 
 
 def _personalised(
