@@ -17,7 +17,7 @@ from redis import Redis
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
-from db.tables import bulk_jobs, contacts, conversations, messages, whatsapp_numbers
+from db.tables import bulk_job_chunks, bulk_jobs, contacts, conversations, messages, whatsapp_numbers
 from db.uow import UnitOfWork
 from domain import jobs as names
 from domain.bulk import settle_chunk_job
@@ -429,3 +429,26 @@ def test_a_broadcast_whose_number_is_gone_fails_with_the_reason(
     assert final["error"]["code"] == "phone_number_unknown"
     assert (final["counts"]["cancelled"], final["counts"]["pending"]) == (25, 0)
     assert [j for j in jobs.jobs if j.actor == names.SEND_MESSAGE_ACTOR] == []
+
+
+def test_the_stale_chunk_sweep_re_enqueues_chunks_whose_jobs_were_lost(
+    client: TestClient, engine: Engine, jobs: RecordingPublisher
+) -> None:
+    tenant = bulk_tenant(engine, mps=10)
+    tenant.templates([TEMPLATE])
+    created = client.post("/api/v1/bulk-jobs", json=broadcast([recipient() for _ in range(25)]),
+                          headers=headers(tenant)).json()["data"]  # fmt: skip
+    lost = [j for j in jobs.jobs if j.actor == names.RUN_BULK_CHUNK_ACTOR]
+    assert [j.kwargs["chunk"] for j in lost] == [0, 1, 2]
+    jobs.jobs.clear()  # the worker died holding them, and the broker lost them too
+    ports = bulk_run.RunPorts(engine, jobs)
+    assert bulk_run.sweep_stale_chunks(ports, older_than_seconds=60) == 0  # not stale yet
+    tenant.execute(
+        sa.update(bulk_job_chunks)
+        .where(bulk_job_chunks.c.bulk_job_id == UUID(created["id"]))
+        .values(updated_at=sa.func.now() - sa.text("interval '2 minutes'"))
+    )
+    assert bulk_run.sweep_stale_chunks(ports, older_than_seconds=60) == 3
+    run_bulk_jobs(engine, jobs)
+    assert len([j for j in jobs.jobs if j.actor == names.SEND_MESSAGE_ACTOR]) == 25
+    assert bulk_run.sweep_stale_chunks(ports, older_than_seconds=60) == 0  # just touched
