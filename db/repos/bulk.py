@@ -522,6 +522,23 @@ def settle_from_messages(conn: Connection, job_id: UUID, chunk: int) -> None:
         _SETTLE_FROM_MESSAGES,
         {"job": job_id, "chunk": chunk, "settled": list(rules.SETTLED_MESSAGE_STATUSES)},
     )
+    # A message deleted meanwhile (the foreign key set the item's to NULL) has no outcome to wait for.
+    conn.execute(
+        sa.update(bulk_job_items)
+        .where(
+            bulk_job_items.c.bulk_job_id == job_id,
+            bulk_job_items.c.chunk == chunk,
+            bulk_job_items.c.status == rules.ITEM_SUBMITTED,
+            bulk_job_items.c.message_id.is_(None),
+        )
+        .values(
+            status=rules.ITEM_FAILED,
+            error_code="message_deleted",
+            error_title="The message was deleted.",
+            settled_at=sa.func.now(),
+            updated_at=sa.func.now(),
+        )
+    )
 
 
 def chunk_counts(conn: Connection, job_id: UUID, chunk: int) -> dict[str, int]:
