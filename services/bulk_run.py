@@ -70,7 +70,7 @@ def run_chunk(ports: RunPorts, organization_id: UUID, job_id: UUID, chunk: int) 
             repo.unrelease(conn, job_id, chunk)
             uow.commit()
             return ChunkOutcome("held", kind=job["kind"])
-        if job["status"] in (rules.CANCELLING, rules.CANCELLED):
+        if job["status"] in (rules.CANCELLING, rules.CANCELLED, rules.FAILED):
             outcome = _cancel_chunk(uow, organization_id, job, chunk)
             uow.commit()
             return outcome
