@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy.engine import Connection, Engine, RowMapping
@@ -27,7 +27,7 @@ from db.repos import outbound as outbound_repo
 from db.uow import UnitOfWork
 from domain import bulk as rules
 from domain.outbound import send_job
-from domain.ports import JobPublisher, RealtimePublisher
+from domain.ports import JobPublisher
 from services import bulk_apply
 from services.bulk import release
 from services.sends import OutgoingMessage, queue_message, recipient_refusal
@@ -35,11 +35,18 @@ from services.sends import OutgoingMessage, queue_message, recipient_refusal
 log = logging.getLogger(__name__)
 
 
+class ProgressChannel(Protocol):
+    """Best-effort fan-out of progress to the tenant's live channel (Redis pub/sub); losing an
+    event is acceptable."""
+
+    def publish(self, channel: str, payload: Mapping[str, Any]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunPorts:
     engine: Engine
     jobs: JobPublisher
-    realtime: RealtimePublisher | None = None
+    realtime: ProgressChannel | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,8 @@ from uuid import UUID, uuid4
 
 from sqlalchemy.engine import Connection, Engine
 
+from db.repos import audit, templates
 from db.repos import outbound as repo
-from db.repos import templates
 from db.repos.billing import check_send_allowed
 from db.repos.sends import message_exists
 from db.uow import UnitOfWork
@@ -81,9 +81,15 @@ class SendPorts:
 
 
 def accept_send(
-    ports: SendPorts, organization_id: UUID, message: OutgoingMessage, idempotency: Idempotency | None
+    ports: SendPorts,
+    organization_id: UUID,
+    message: OutgoingMessage,
+    idempotency: Idempotency | None,
+    *,
+    api_key_id: UUID | None = None,
 ) -> Accepted:
-    """Check and queue one message; raises `Refused` (nothing written) when a rule says no."""
+    """Check and queue one message; raises `Refused` (nothing written) when a rule says no. The
+    acceptance is recorded in the audit trail (`message.accepted`) in the same transaction."""
     # Twice at most: a lost race for the idempotency key is answered from the winner's row.
     for _ in range(2):
         with UnitOfWork(ports.engine, organization_id=organization_id, publisher=ports.jobs) as uow:
@@ -104,6 +110,20 @@ def accept_send(
             if message_id is None:
                 continue
             uow.enqueue(send_job(organization_id, message_id, number, message.to))
+            audit.append(
+                uow.conn,
+                organization_id,
+                audit.MESSAGE,
+                message_id,
+                "message.accepted",
+                {
+                    "via": "api",
+                    "api_key_id": str(api_key_id) if api_key_id else None,
+                    "phone_number_id": number,
+                    "type": message.type,
+                    "idempotency_key": idempotency.key if idempotency else None,
+                },
+            )
             _commit(uow, ports.engine, organization_id, message_id)
             return Accepted(message_id, replayed=False)
     raise Refused(INTERNAL_ERROR, "Could not settle the idempotency key; retry.")

@@ -18,7 +18,12 @@ Accepted = sends.Accepted
 
 
 def accept_send(
-    res: ApiResources, organization_id: UUID, request: SendMessageRequest, idempotency_key: str | None
+    res: ApiResources,
+    organization_id: UUID,
+    request: SendMessageRequest,
+    idempotency_key: str | None,
+    *,
+    api_key_id: UUID | None = None,
 ) -> Accepted:
     idempotency = (
         sends.Idempotency(idempotency_key, fingerprint("send_message", request))
@@ -27,7 +32,11 @@ def accept_send(
     )
     with refusals_as_api_errors():
         return sends.accept_send(
-            sends.SendPorts(res.engine, res.jobs), organization_id, outgoing(request.root), idempotency
+            sends.SendPorts(res.engine, res.jobs),
+            organization_id,
+            outgoing(request.root),
+            idempotency,
+            api_key_id=api_key_id,
         )
 
 

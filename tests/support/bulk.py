@@ -12,7 +12,6 @@ from sqlalchemy.engine import Engine
 from db.tables import organizations, whatsapp_numbers
 from db.uow import UnitOfWork
 from domain import jobs
-from domain.ports import RealtimePublisher
 from services import bulk_run
 from tests.support.jobs import RecordingPublisher
 from tests.support.tenants import Tenant, make_tenant
@@ -42,7 +41,7 @@ def run_bulk_jobs(
     engine: Engine,
     publisher: RecordingPublisher,
     max_rounds: int = 1000,
-    realtime: RealtimePublisher | None = None,
+    realtime: bulk_run.ProgressChannel | None = None,
 ) -> list[Any]:
     """Run every bulk chunk job published so far (and those they publish) in this process, until
     only settles waiting for their messages' outcomes are left; those and the send jobs stay in

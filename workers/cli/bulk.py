@@ -25,7 +25,7 @@ from db.engine import create_db_engine
 from domain import bulk as rules
 from services import bulk
 from services.errors import Refused
-from workers.publisher import BrokerJobPublisher
+from services.publisher import BrokerJobPublisher
 
 if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]

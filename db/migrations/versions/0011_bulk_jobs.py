@@ -3,7 +3,7 @@ chunk rows (claimed, submitted, settled), tags on contacts and conversations, an
 messaging limit (unique recipients per rolling 24 hours).
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 from db import rls
 
 revision: str = "0011"
-down_revision: str | None = "0006"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
