@@ -22,10 +22,12 @@ from config import get_settings
 from config.logging import configure_logging
 from db import outbox
 from db.uow import UnitOfWork
+from services import bulk_run
 from services.telemetry import tracing
 from services.telemetry.exposition import MetricsServer
 from workers import resources
 from workers.broker import setup_broker
+from workers.bulk import metrics as bulk_metrics
 from workers.fleet_gauges import FleetGauges
 from workers.inbound import parking
 from workers.outbound import sweeps as outbound
@@ -64,6 +66,20 @@ def sweep_parked_changes(res: resources.Resources) -> int:
     return parking.sweep(res.engine, res.jobs, retention)
 
 
+# A released chunk's run or settle job re-arms itself within seconds; one untouched this long was
+# lost with its worker (or waits in the outbox) and is enqueued again, harmlessly if it was not.
+BULK_STALE_SECONDS = 60.0
+
+
+def sweep_bulk_chunks(res: resources.Resources) -> int:
+    return bulk_run.sweep_stale_chunks(bulk_run.RunPorts(res.engine, res.jobs), BULK_STALE_SECONDS)
+
+
+def gauge_bulk_items(res: resources.Resources) -> int:
+    bulk_metrics.ITEMS_PENDING.set(bulk_run.items_pending(res.engine))
+    return 0
+
+
 # Later sweeps (dead-letter retries, stale bulk jobs, template sync) register here.
 TASKS: list[PeriodicTask] = [
     PeriodicTask("outbox", 5.0, sweep_outbox),
@@ -71,6 +87,8 @@ TASKS: list[PeriodicTask] = [
     PeriodicTask("outbound-orphaned-queued", 300.0, outbound.requeue_orphaned),
     PeriodicTask("template-sync", 6 * 3600.0, outbound.sync_templates),
     PeriodicTask("inbound-parked-changes", 60.0, sweep_parked_changes),
+    PeriodicTask("bulk-stale-chunks", 15.0, sweep_bulk_chunks),
+    PeriodicTask("bulk-items-gauge", 15.0, gauge_bulk_items),
 ]
 
 

@@ -11,12 +11,12 @@ from sqlalchemy.exc import IntegrityError
 
 from config.errors import ConfigurationError
 from db.token_cipher import TokenUndecryptable
-from workers.cli import graph, setup, tokens
+from workers.cli import bulk, graph, setup, tokens
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 # Each module adds its own subcommands; later groups (dlq, templates, fake-graph, demo) join here.
-REGISTRARS: list[Registrar] = [setup.register, graph.register, tokens.register]
+REGISTRARS: list[Registrar] = [setup.register, graph.register, tokens.register, bulk.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from ingress.api import ApiOptions
 from tests.integration.api.conftest import build_app
-from tests.support.tenants import TEMPLATE, make_tenant
+from tests.support.bulk import BULK_SCOPES, bulk_tenant
+from tests.support.tenants import TEMPLATE
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +27,11 @@ def api(settings: Settings, engine: Engine) -> Iterator[tuple[Any, str]]:
         settings, ApiOptions(rate_limit=100_000, redis_namespace=f"adsapp-test:{uuid.uuid4().hex}")
     )
     state.open()
-    tenant = make_tenant(engine)
+    tenant = bulk_tenant(engine)
     tenant.templates([TEMPLATE])
     tenant.contact("15550001111")
     try:
-        yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app), tenant.api_key()
+        yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app), tenant.api_key(BULK_SCOPES)
     finally:
         state.close()
 
@@ -42,6 +43,13 @@ def test_no_input_makes_the_api_fail(api: tuple[Any, str]) -> None:
         "POST /api/v1/messages",
         "GET /api/v1/messages/{message_id}",
         "GET /api/v1/messages",
+        "POST /api/v1/bulk-jobs",
+        "GET /api/v1/bulk-jobs",
+        "GET /api/v1/bulk-jobs/{job_id}",
+        "GET /api/v1/bulk-jobs/{job_id}/items",
+        "POST /api/v1/bulk-jobs/{job_id}/pause",
+        "POST /api/v1/bulk-jobs/{job_id}/resume",
+        "POST /api/v1/bulk-jobs/{job_id}/cancel",
     }
     for operation in operations:
 
