@@ -67,7 +67,9 @@ __all__ = [
     "get_redrive",
     "list_dead_letters",
     "publish_claimed",
+    "redrive_view",
     "retry_dead_letter",
+    "retry_job",
     "start_redrive",
     "unit_of_work",
 ]
@@ -363,9 +365,9 @@ def start_redrive(
             existing = repo.find_redrive_by_key(uow.conn, scope.key, idempotency_key)
             if existing is None or existing["fingerprint"] != fingerprint:
                 raise IdempotencyConflict("this Idempotency-Key started a redrive with another filter")
-            return RedriveStarted(_redrive(existing), replayed=True)
+            return RedriveStarted(redrive_view(existing), replayed=True)
         uow.commit()
-    return RedriveStarted(_redrive(row), replayed=False)
+    return RedriveStarted(redrive_view(row), replayed=False)
 
 
 def get_redrive(engine: Engine, scope: Scope, redrive_id: UUID) -> Redrive:
@@ -374,7 +376,7 @@ def get_redrive(engine: Engine, scope: Scope, redrive_id: UUID) -> Redrive:
         row = repo.get_redrive(uow.conn, redrive_id)
     if row is None:
         raise RedriveNotFound(f"no redrive {redrive_id}")
-    return _redrive(row)
+    return redrive_view(row)
 
 
 def cancel_redrive(engine: Engine, scope: Scope, redrive_id: UUID) -> Redrive:
@@ -385,7 +387,7 @@ def cancel_redrive(engine: Engine, scope: Scope, redrive_id: UUID) -> Redrive:
         if row is None:
             raise RedriveNotFound(f"no redrive {redrive_id}")
         uow.commit()
-    return _redrive(row)
+    return redrive_view(row)
 
 
 # --- discarding ----------------------------------------------------------------------------------
@@ -439,7 +441,7 @@ def _letter(r: RowMapping) -> Letter:
     )
 
 
-def _redrive(r: RowMapping) -> Redrive:
+def redrive_view(r: RowMapping) -> Redrive:
     return Redrive(
         id=r["id"],
         organization_id=r["organization_id"],

@@ -31,7 +31,7 @@ _INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     pika.exceptions.AMQPConnectionError,
     pika.exceptions.AMQPChannelError,
-    dramatiq.errors.ConnectionError,
+    dramatiq.errors.BrokerConnectionError,
     ConnectionError,
     TimeoutError,
 )

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from db.tables import dead_letter_redrive_items as items
 from db.tables import dead_letter_redrives as redrives
 from db.tables import dead_letters as dl
+from db.tables import organizations
 from domain.deadletters import DeadLetterFilter, RedriveStatus, Status
 
 
@@ -103,6 +104,13 @@ def chain(conn: Connection, letter_id: UUID) -> list[RowMapping]:
 def record(conn: Connection, values: Mapping[str, Any], retried_from: UUID | None) -> None:
     """Insert a letter, or refresh it when the same message died again (a redelivery after a crash)."""
     row = dict(values)
+    if row.get("organization_id") is not None:
+        # A tenant id that names no organization (deleted, or garbage in the message) must not
+        # lose the letter to a foreign-key error: keep it unowned, visible to operators.
+        owner = conn.execute(
+            sa.select(organizations.c.id).where(organizations.c.id == row["organization_id"])
+        ).scalar_one_or_none()
+        row["organization_id"] = owner
     if retried_from is not None:
         # The parent may have been pruned or belong to no visible scope: link only if it exists.
         exists = conn.execute(sa.select(dl.c.id).where(dl.c.id == retried_from)).scalar_one_or_none()
