@@ -290,9 +290,10 @@ def create_redrive(
     frozen = sa.select(sa.literal(redrive_id, type_=redrives.c.id.type), dl.c.id, dl.c.organization_id).where(
         *_where(f)
     )
+    conn.execute(sa.insert(items).from_select(["redrive_id", "dead_letter_id", "organization_id"], frozen))
     matched = conn.execute(
-        sa.insert(items).from_select(["redrive_id", "dead_letter_id", "organization_id"], frozen)
-    ).rowcount
+        sa.select(sa.func.count()).select_from(items).where(items.c.redrive_id == redrive_id)
+    ).scalar_one()
     row = (
         conn.execute(
             sa.update(redrives).where(redrives.c.id == redrive_id).values(matched=matched).returning(redrives)
