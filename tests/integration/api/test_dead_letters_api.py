@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
@@ -18,6 +19,7 @@ from tests.integration.api.conftest import bearer
 from tests.support.deadletters import letter_row, seed_letters
 from tests.support.processes import queue_depth
 from tests.support.tenants import Tenant, make_tenant
+from workers.publisher import BrokerJobPublisher
 
 pytestmark = pytest.mark.integration
 
@@ -128,9 +130,6 @@ def test_a_batch_retry_is_a_task_that_moves_what_the_count_said(
     assert replay.json()["data"]["id"] == task["id"] and replay.headers["Idempotent-Replayed"] == "true"
     conflict = client.post("/api/v1/dead-letters/retry", json=flt, headers=headers)
     assert conflict.status_code == 422
-    from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
-    from workers.publisher import BrokerJobPublisher
 
     broker = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[])
     try:
