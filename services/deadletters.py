@@ -66,6 +66,7 @@ __all__ = [
     "get_dead_letter",
     "get_redrive",
     "list_dead_letters",
+    "list_redrives",
     "publish_claimed",
     "redrive_view",
     "retry_dead_letter",
@@ -377,6 +378,13 @@ def get_redrive(engine: Engine, scope: Scope, redrive_id: UUID) -> Redrive:
     if row is None:
         raise RedriveNotFound(f"no redrive {redrive_id}")
     return redrive_view(row)
+
+
+def list_redrives(engine: Engine, scope: Scope, *, limit: int = 20) -> list[Redrive]:
+    """The scope's redrive tasks, newest first (an operator sees every tenant's and its own)."""
+    with unit_of_work(engine, scope) as uow:
+        rows = repo.list_redrives(uow.conn, max(1, min(limit, MAX_PAGE)))
+    return [redrive_view(r) for r in rows]
 
 
 def cancel_redrive(engine: Engine, scope: Scope, redrive_id: UUID) -> Redrive:

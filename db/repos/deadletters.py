@@ -304,6 +304,12 @@ def create_redrive(
     return row
 
 
+def list_redrives(conn: Connection, limit: int) -> list[RowMapping]:
+    return list(
+        conn.execute(sa.select(redrives).order_by(redrives.c.created_at.desc()).limit(limit)).mappings()
+    )
+
+
 def get_redrive(conn: Connection, redrive_id: UUID) -> RowMapping | None:
     return conn.execute(sa.select(redrives).where(redrives.c.id == redrive_id)).mappings().one_or_none()
 

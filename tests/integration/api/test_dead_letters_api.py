@@ -14,6 +14,7 @@ from config import Settings
 from db.repos.organizations import add_api_key
 from db.uow import UnitOfWork
 from domain.apikeys import generate_key
+from services import deadletters as dl
 from services import redrive
 from tests.integration.api.conftest import bearer
 from tests.support.deadletters import letter_row, seed_letters
@@ -154,7 +155,9 @@ def test_a_batch_retry_is_a_task_that_moves_what_the_count_said(
     assert audit.json()["data"] == {"count": 3}
 
 
-def test_a_cancelled_redrive_is_not_run(client: TestClient, world: tuple[str, Tenant, Tenant]) -> None:
+def test_a_cancelled_redrive_is_not_run(
+    client: TestClient, world: tuple[str, Tenant, Tenant], engine: Engine
+) -> None:
     queue, a, _ = world
     key = a.api_key(SCOPES)
     task = client.post("/api/v1/dead-letters/retry", json={"queue": queue}, headers=bearer(key)).json()[
@@ -164,3 +167,6 @@ def test_a_cancelled_redrive_is_not_run(client: TestClient, world: tuple[str, Te
     assert cancelled.json()["data"]["status"] == "cancelled"
     fetched = client.get(f"/api/v1/dead-letter-redrives/{task['id']}", headers=bearer(key)).json()["data"]
     assert fetched["status"] == "cancelled" and fetched["moved"] == 0
+    mine = dl.list_redrives(engine, dl.Scope.tenant(a.organization_id))
+    assert task["id"] in {str(r.id) for r in mine}
+    assert all(r.organization_id == a.organization_id for r in mine)
