@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import dramatiq.errors
 import pika.exceptions
 import psycopg
+import psycopg.errors
 import redis.exceptions
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 from sqlalchemy import exc as sa_exc
@@ -46,9 +47,24 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+# Postgres answered, and said no for now: transient, but no outage (a statement that always times
+# out must spend its retries, not wait hours for a database that is up).
+_DATABASE_UP: tuple[type[BaseException], ...] = (
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.TransactionRollback,
+)
+
+
+def _database_up(exc: BaseException) -> bool:
+    return any(
+        isinstance(link, _DATABASE_UP) or isinstance(getattr(link, "orig", None), _DATABASE_UP)
+        for link in _chain(exc)
+    )
+
+
 def is_infrastructure(exc: BaseException) -> bool:
     """A dependency was unreachable; our own classes decide for themselves first."""
-    if isinstance(exc, PermanentError | TransientError | GraphAmbiguousOutcome):
+    if isinstance(exc, PermanentError | TransientError | GraphAmbiguousOutcome) or _database_up(exc):
         return False
     for link in _chain(exc):
         if isinstance(link, sa_exc.DBAPIError) and link.connection_invalidated:
@@ -61,7 +77,7 @@ def is_infrastructure(exc: BaseException) -> bool:
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, PermanentError | GraphAmbiguousOutcome):
         return False
-    return isinstance(exc, TransientError | TimeLimitExceeded) or is_infrastructure(exc)
+    return isinstance(exc, TransientError | TimeLimitExceeded) or _database_up(exc) or is_infrastructure(exc)
 
 
 def error_class(exc: BaseException) -> str:

@@ -62,6 +62,8 @@ def test_outages_are_told_apart_from_the_jobs_own_failures() -> None:
     assert is_infrastructure(down) and is_transient(down)
     assert is_infrastructure(_wrapped(psycopg.OperationalError("server closed the connection")))
     assert is_infrastructure(ConnectionRefusedError())
+    timeout = sa_exc.OperationalError("SELECT 1", {}, psycopg.errors.QueryCanceled("statement timeout"))
+    assert not is_infrastructure(timeout) and is_transient(timeout)
     assert not is_infrastructure(TransientError("throttled")) and is_transient(TransientError("throttled"))
     assert not is_transient(PermanentError("131026"))
     assert not is_transient(GraphAmbiguousOutcome("read timeout after sending"))
