@@ -302,3 +302,36 @@ def test_retention_prunes_old_retried_and_discarded_letters_only(fleet: Fleet) -
     left = {s: fleet.letters(status=s) for s in Status}
     assert [letter.id for letter in left[Status.DEAD]] == [ids["keep"]]
     assert left[Status.RETRIED] == [] and left[Status.DISCARDED] == []
+
+
+def test_the_scheduler_runs_redrive_tasks_and_sweeps(fleet: Fleet) -> None:
+    from workers import resources
+    from workers import scheduler as sched
+
+    switch = Switch()
+    keys = [f"s-{i}" for i in range(8)]
+    _kill(fleet, keys, switch)
+    switch.on = False
+    engine = _engine()
+    task = dl.start_redrive(engine, OPERATOR, DeadLetterFilter(queue=fleet.queue, ids=None)).redrive
+    tasks = [
+        sched.PeriodicTask(t.name, t.interval_seconds, t.run)
+        for t in sched.TASKS
+        if t.name.startswith("dead-letter")
+    ]
+    assert {t.name for t in tasks} == {
+        "dead-letter-redrives", "dead-letter-sweep", "dead-letter-prune", "dead-letter-gauges",
+    }  # fmt: skip
+    stop = threading.Event()
+    runner = threading.Thread(target=sched.run, args=(stop, tasks, resources.current()))
+    runner.start()
+    try:
+        assert wait_for(
+            lambda: dl.get_redrive(engine, OPERATOR, task.id).status is RedriveStatus.FINISHED, 30
+        )
+    finally:
+        stop.set()
+        runner.join(30)
+    before = {k: fleet.calls[k] - 1 for k in keys}
+    _drain(fleet, keys, before)
+    assert all(fleet.calls[k] == 4 for k in keys)
