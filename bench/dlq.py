@@ -92,10 +92,10 @@ def main() -> None:
     from db.engine import create_db_engine
     from db.repos.organizations import create_organization
     from db.uow import UnitOfWork
+    from services.publisher import BrokerJobPublisher
     from tests.support.processes import queue_depth
     from tests.support.services import rabbitmq_vhost
     from workers.consumer import QueuedAckRabbitmqBroker
-    from workers.publisher import BrokerJobPublisher
 
     with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:
         os.environ.update(

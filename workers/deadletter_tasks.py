@@ -20,7 +20,7 @@ from workers import resources
 log = logging.getLogger(__name__)
 
 KNOWN_QUEUES = (
-    jobs.INBOUND_QUEUE, jobs.MEDIA_QUEUE, jobs.OUTBOUND_QUEUE, jobs.BILLING_QUEUE, jobs.MAINTENANCE_QUEUE,
+    jobs.INBOUND_QUEUE, jobs.MEDIA_QUEUE, jobs.OUTBOUND_QUEUE, jobs.BILLING_QUEUE,
 )  # fmt: skip
 REDRIVE_SLICE_SECONDS = 4.0
 

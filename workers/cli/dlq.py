@@ -26,7 +26,7 @@ from db.engine import check_database, create_db_engine
 from domain.deadletters import DeadLetterFilter, Status
 from services import deadletters as dl
 from services import redrive
-from workers.publisher import BrokerJobPublisher
+from services.publisher import BrokerJobPublisher
 
 if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]

@@ -16,11 +16,11 @@ from db.uow import UnitOfWork
 from domain.apikeys import generate_key
 from services import deadletters as dl
 from services import redrive
+from services.publisher import BrokerJobPublisher
 from tests.integration.api.conftest import bearer
 from tests.support.deadletters import letter_row, seed_letters
 from tests.support.processes import queue_depth
 from tests.support.tenants import Tenant, make_tenant
-from workers.publisher import BrokerJobPublisher
 
 pytestmark = pytest.mark.integration
 

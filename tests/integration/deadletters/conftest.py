@@ -16,11 +16,11 @@ from dramatiq.middleware import CurrentMessage
 from config import Settings
 from domain.deadletters import DeadLetterFilter, Scope
 from services import deadletters as dl
+from services.publisher import BrokerJobPublisher
 from tests.support.processes import queue_depth, wait_for
 from workers import resources
 from workers.consumer import QueuedAckRabbitmqBroker
 from workers.deadletters import DeadLetterRecorder
-from workers.publisher import BrokerJobPublisher
 from workers.resources import ResourcesMiddleware
 from workers.retries import FleetRetries
 
