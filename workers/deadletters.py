@@ -59,11 +59,21 @@ class DeadLetterRecorder(Middleware):
     ) -> None:
         if exception is None or not message.failed:
             return
-        try:
-            record(message, exception)
-        except Exception:
-            # The message is in <queue>.XQ either way: the row is for operators' convenience.
-            log.exception("could not record dead letter %s", message.message_id)
+        _record_or_log(message, exception)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        # A message failed before it ran (AgeLimit): it goes to .XQ too, so it gets its row.
+        if message.failed:
+            exception = getattr(message, "_exception", None) or RuntimeError("skipped before it ran")
+            _record_or_log(message, exception)
+
+
+def _record_or_log(message: MessageProxy, exception: BaseException) -> None:
+    try:
+        record(message, exception)
+    except Exception:
+        # The message is in <queue>.XQ either way: the row is for operators' convenience.
+        log.exception("could not record dead letter %s", message.message_id)
 
 
 def letter_values(message: MessageProxy, exception: BaseException, policy: SweepPolicy) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import dramatiq
 import pytest
-from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware import AgeLimit, CurrentMessage
 
 from config import Settings
 from domain.deadletters import DeadLetterFilter, Scope
@@ -42,7 +42,13 @@ class Fleet:
         self.broker = QueuedAckRabbitmqBroker(
             url=settings.rabbitmq_url,
             confirm_delivery=True,
-            middleware=[CurrentMessage(), DeadLetterRecorder(), self.retries, ResourcesMiddleware()],
+            middleware=[
+                AgeLimit(),
+                CurrentMessage(),
+                DeadLetterRecorder(),
+                self.retries,
+                ResourcesMiddleware(),
+            ],
         )
         self.publisher = BrokerJobPublisher(self.broker)
         self.calls: Counter[Any] = Counter()
@@ -55,6 +61,7 @@ class Fleet:
         *,
         name: str | None = None,
         throws: tuple[type[BaseException], ...] = (),
+        **options: Any,
     ) -> dramatiq.Actor[Any, Any]:
         """An actor on this fleet's queue that counts each call by its first argument, then behaves."""
         lock, calls = self._lock, self.calls
@@ -66,7 +73,7 @@ class Fleet:
 
         return dramatiq.actor(
             run, broker=self.broker, queue_name=self.queue, actor_name=name or f"{self.queue}_actor",
-            throws=throws,
+            throws=throws, **options,
         )  # fmt: skip
 
     def start(self, res: resources.Resources | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -70,6 +71,17 @@ def test_a_permanent_error_lands_at_once(fleet: Fleet) -> None:
     detail = dl.get_dead_letter(resources.current().engine, OPERATOR, letter.id)
     assert detail.traceback is not None and "132001" in detail.traceback
     assert detail.next_sweep_at is None  # never swept
+    assert wait_for(lambda: fleet.xq_depth() == 1, 10)
+
+
+def test_a_message_too_old_to_run_is_recorded_too(fleet: Fleet) -> None:
+    actor = fleet.actor(lambda key: None, max_age=60_000)
+    fleet.start()
+    stale = actor.message("aged").copy(message_timestamp=int(time.time() * 1000) - 120_000)
+    fleet.broker.enqueue(stale)
+    [letter] = fleet.wait_letters(1)
+    assert fleet.calls["aged"] == 0
+    assert letter.error_class == "SkipMessage" and letter.message_id == stale.message_id
     assert wait_for(lambda: fleet.xq_depth() == 1, 10)
 
 
