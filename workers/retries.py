@@ -58,10 +58,14 @@ class FleetRetries(Retries):
         if exception is None:
             return
         try:
-            if not message.failed and self._holds_through_outage(message, exception):
+            outage = is_infrastructure(exception)
+            if outage and not message.failed and self._within_hold(message):
                 self._requeue_for_outage(broker, message)
                 return
-            message.options.pop(OUTAGE_SINCE, None)
+            if not outage:
+                # The dependency is back (the job failed for a reason of its own): a later outage
+                # gets a hold of its own. Past the hold, the start stays, so it is not renewed.
+                message.options.pop(OUTAGE_SINCE, None)
             runs_before = int(message.options.get("retries", 0) or 0)
             try:
                 super().after_process_message(broker, message, result=result, exception=exception)  # type: ignore[no-untyped-call]
@@ -83,9 +87,7 @@ class FleetRetries(Retries):
                 exc_info=publish_error,
             )
 
-    def _holds_through_outage(self, message: MessageProxy, exception: BaseException) -> bool:
-        if not is_infrastructure(exception):
-            return False
+    def _within_hold(self, message: MessageProxy) -> bool:
         since = message.options.setdefault(OUTAGE_SINCE, int(time.time() * 1000))
         return (time.time() * 1000 - float(since)) < self.outage_hold * 1000
 

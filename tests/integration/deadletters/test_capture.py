@@ -171,3 +171,32 @@ def test_a_long_postgres_outage_does_not_burn_retries(settings: Settings, engine
     finally:
         fleet.stop()
         proxy.stop()
+
+
+def test_an_outage_longer_than_the_hold_spends_the_budget_and_ends_in_xq(settings: Settings) -> None:
+    """The hold is bounded: past it, the job spends its retries and dies (into .XQ, since the row
+    cannot be written while the database is still away), instead of looping for ever."""
+    parts = urlsplit(settings.database_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+    through_proxy = settings.model_copy(
+        update={"database_url": parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()}
+    )
+    fleet = Fleet(settings, max_retries=2, outage_hold=0.5)
+
+    def needs_db(key: str) -> None:
+        with UnitOfWork(resources.current().engine, system=True) as uow:
+            uow.commit()
+
+    actor = fleet.actor(needs_db)
+    try:
+        fleet.start(resources.build(fleet.broker, through_proxy))
+        proxy.stop()
+        actor.send("held")
+        assert wait_for(lambda: fleet.xq_depth() == 1, 60)
+        calls = fleet.calls["held"]
+        assert calls >= 4  # held at least once, then the first run's budget: 3 runs
+        fleet.settle()
+        assert fleet.calls["held"] == calls  # and nothing after it died
+    finally:
+        fleet.stop()
+        proxy.stop()
