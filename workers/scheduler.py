@@ -25,6 +25,7 @@ from db.uow import UnitOfWork
 from services import bulk_run
 from services.telemetry import tracing
 from services.telemetry.exposition import MetricsServer
+from workers import deadletter_tasks as dead_letters
 from workers import resources
 from workers.broker import setup_broker
 from workers.bulk import metrics as bulk_metrics
@@ -89,6 +90,10 @@ TASKS: list[PeriodicTask] = [
     PeriodicTask("inbound-parked-changes", 60.0, sweep_parked_changes),
     PeriodicTask("bulk-stale-chunks", 15.0, sweep_bulk_chunks),
     PeriodicTask("bulk-items-gauge", 15.0, gauge_bulk_items),
+    PeriodicTask("dead-letter-redrives", 1.0, dead_letters.run_redrives),
+    PeriodicTask("dead-letter-sweep", 30.0, dead_letters.sweep_transient),
+    PeriodicTask("dead-letter-prune", 3600.0, dead_letters.prune),
+    PeriodicTask("dead-letter-gauges", 30.0, dead_letters.set_gauges),
 ]
 
 

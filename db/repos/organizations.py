@@ -60,6 +60,7 @@ def add_api_key(
     scopes: tuple[str, ...],
     *,
     expires_at: datetime | None = None,
+    operator: bool = False,
 ) -> UUID:
     return UUID(
         str(
@@ -72,6 +73,7 @@ def add_api_key(
                     key_hash=key.key_hash,
                     scopes=list(scopes),
                     expires_at=expires_at,
+                    operator=operator,
                 )
                 .returning(api_keys.c.id)
             ).scalar_one()

@@ -50,6 +50,7 @@ class ErrorCode(StrEnum):
     BULK_JOB_NOT_PAUSABLE = "bulk_job_not_pausable"
     BULK_JOB_NOT_RESUMABLE = "bulk_job_not_resumable"
     BULK_JOB_FINISHED = "bulk_job_finished"
+    DEAD_LETTER_NOT_DEAD = "dead_letter_not_dead"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
 
@@ -113,6 +114,9 @@ CATALOGUE: Final[Mapping[str, ErrorSpec]] = {
     ErrorCode.BULK_JOB_NOT_PAUSABLE: ErrorSpec(409, "Only a pending or running job can be paused."),
     ErrorCode.BULK_JOB_NOT_RESUMABLE: ErrorSpec(409, "The job cannot be resumed in its current state."),
     ErrorCode.BULK_JOB_FINISHED: ErrorSpec(409, "The job has already finished."),
+    ErrorCode.DEAD_LETTER_NOT_DEAD: ErrorSpec(
+        409, "The dead letter is not dead (already retrying, retried or discarded): nothing was done."
+    ),
     ErrorCode.UNAVAILABLE: ErrorSpec(503, "A service this API depends on is unavailable; retry shortly."),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(500, "Internal error."),
     **{code.value: ErrorSpec(402, f"Sending is not allowed: {code.value}.") for code in RefusalCode},

@@ -11,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from config.errors import ConfigurationError
 from db.token_cipher import TokenUndecryptable
-from workers.cli import bulk, graph, setup, tokens
+from domain.errors import FleetError
+from workers.cli import bulk, dlq, graph, setup, tokens
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 # Each module adds its own subcommands; later groups (dlq, templates, fake-graph, demo) join here.
-REGISTRARS: list[Registrar] = [setup.register, graph.register, tokens.register, bulk.register]
+REGISTRARS: list[Registrar] = [setup.register, graph.register, tokens.register, bulk.register, dlq.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.handler(args)
-    except (ConfigurationError, ValidationError, ValueError, TokenUndecryptable) as exc:
+    except (ConfigurationError, ValidationError, ValueError, TokenUndecryptable, FleetError) as exc:
         print(f"adsapp: error: {exc}", file=sys.stderr)
         return 2
     except IntegrityError as exc:

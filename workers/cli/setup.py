@@ -65,6 +65,9 @@ def register(commands: Commands) -> None:
     key.add_argument("--name", required=True)
     key.add_argument("--scopes", required=True, help="comma-separated, e.g. messages:write,messages:read")
     key.add_argument("--expires", help="ISO 8601 time (UTC unless zoned) or a duration: 90d, 12h, 30m")
+    key.add_argument(
+        "--operator", action="store_true", help="an operator key: its dead-letter scopes span every tenant"
+    )
     key.set_defaults(handler=_apikey_create)
     apikey_commands.register(apikey)
 
@@ -154,11 +157,13 @@ def _apikey_create(args: argparse.Namespace) -> int:
     expires_at = parse_expiry(args.expires, datetime.now(UTC)) if args.expires else None
     key = generate_key()
     with UnitOfWork(create_db_engine(get_settings(), pool_size=1), organization_id=args.org_id) as uow:
-        key_id = orgs.add_api_key(uow.conn, args.org_id, args.name, key, scopes, expires_at=expires_at)
+        key_id = orgs.add_api_key(
+            uow.conn, args.org_id, args.name, key, scopes, expires_at=expires_at, operator=args.operator
+        )
         audit.append(
             uow.conn, args.org_id, audit.API_KEY, key_id, "api_key.created",
             {"prefix": key.prefix, "name": args.name, "scopes": list(scopes), "via": "cli",
-             "expires_at": expires_at.isoformat() if expires_at else None},
+             "operator": args.operator, "expires_at": expires_at.isoformat() if expires_at else None},
         )  # fmt: skip
         uow.commit()
     print(key.plaintext)
