@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python -m bench.outbound --backlog
 	$(BIN)/python -m bench.inbound_cpu
 	$(BIN)/python -m bench.outbound_cpu
+	$(BIN)/python -m bench.dlq
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

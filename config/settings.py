@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     readiness_timeout_seconds: float = Field(default=1.0, gt=0)
     # Ingress: deepest JSON nesting accepted in a webhook body (Meta and Stripe stay under 15).
     max_json_depth: int = Field(default=128, ge=16, le=1000)
+    # Dead letters: the scheduled sweep of transient ones (first after this many seconds, each next
+    # `factor` times later, at most `max` sweeps per chain), retention of retried/discarded ones, and
+    # how long an outage of Postgres/RabbitMQ/Redis may hold a job before it spends its retries.
+    dead_letter_sweep_first_seconds: float = Field(default=300.0, gt=0)
+    dead_letter_sweep_factor: float = Field(default=3.0, ge=1)
+    dead_letter_sweep_max: int = Field(default=5, ge=0)
+    dead_letter_retention_days: float = Field(default=30.0, gt=0)
+    dead_letter_outage_hold_seconds: float = Field(default=4 * 3600.0, ge=0)
 
     @field_validator("whatsapp_app_secret", "stripe_webhook_secret", mode="before")
     @classmethod

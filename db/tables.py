@@ -13,6 +13,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -317,6 +318,8 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("last_used_at", DateTime(timezone=True)),
     *_timestamps(),
+    # An operator key spans tenants for dead letters (created only by `adsapp apikey create --operator`).
+    Column("operator", Boolean, nullable=False, server_default=text("false")),
 )
 
 webhook_events = Table(
@@ -369,6 +372,71 @@ dead_letters = Table(
     Column("retried_at", DateTime(timezone=True)),
     Index("ix_dead_letters_status_last_failed", "status", "last_failed_at"),
     *_timestamps(),
+    # 0009: what operators filter and act on.
+    Column("error_class", Text),
+    Column("error_message", Text),
+    # Whether the scheduled sweep may retry it (timeouts, outages, throttling), decided at capture.
+    Column("transient", Boolean, nullable=False, server_default=text("false")),
+    # The letter whose retry died again as this one.
+    Column(
+        "retried_from", UUID(as_uuid=True), ForeignKey("dead_letters.id", ondelete="SET NULL"), index=True
+    ),
+    # The id the retry is (or was) published with: kept so a republish after a crash is the same message.
+    Column("retry_message_id", Text),
+    Column("sweeps", Integer, nullable=False, server_default=text("0")),
+    Column("next_sweep_at", DateTime(timezone=True)),
+    Column("discarded_at", DateTime(timezone=True)),
+    CheckConstraint("status IN ('dead', 'retrying', 'retried', 'discarded')", name="status"),
+    Index("ix_dead_letters_last_failed_at_id", "last_failed_at", "id"),
+    Index("ix_dead_letters_status_next_sweep_at", "status", "next_sweep_at"),
+)
+
+# A batch retry: its filter is frozen into `dead_letter_redrive_items` when it is created, so
+# letters that die later are never swept in. organization_id NULL: an operator's, across tenants.
+dead_letter_redrives = Table(
+    "dead_letter_redrives",
+    metadata,
+    _id(),
+    _org(nullable=True),
+    Column("scope_key", Text, nullable=False),
+    Column("idempotency_key", Text),
+    Column("fingerprint", Text),
+    Column("filter", JSONB, nullable=False),
+    Column("max_per_second", Float),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("matched", Integer, nullable=False, server_default=text("0")),
+    Column("moved", Integer, nullable=False, server_default=text("0")),
+    Column("failed", Integer, nullable=False, server_default=text("0")),
+    Column("skipped", Integer, nullable=False, server_default=text("0")),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    *_timestamps(),
+    UniqueConstraint("scope_key", "idempotency_key"),
+    CheckConstraint("status IN ('pending', 'running', 'finished', 'cancelled')", name="status"),
+    Index("ix_dead_letter_redrives_status_lease_until", "status", "lease_until"),
+)
+
+dead_letter_redrive_items = Table(
+    "dead_letter_redrive_items",
+    metadata,
+    Column(
+        "redrive_id",
+        UUID(as_uuid=True),
+        ForeignKey("dead_letter_redrives.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "dead_letter_id",
+        UUID(as_uuid=True),
+        ForeignKey("dead_letters.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    _org(nullable=True),
+    # NULL until the runner takes it: moved (re-enqueued) or skipped (no longer dead by then).
+    Column("outcome", Text),
+    PrimaryKeyConstraint("redrive_id", "dead_letter_id"),
+    Index("ix_dead_letter_redrive_items_dead_letter_id", "dead_letter_id"),
 )
 
 # Follow-up jobs written in the same transaction as the rows they concern, so a committed row is

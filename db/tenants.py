@@ -33,5 +33,10 @@ def resolve_api_key(conn: Connection, key_hash: str) -> ApiKeyRecord | None:
     if row is None:
         return None
     return ApiKeyRecord(
-        str(row.id), str(row.organization_id), tuple(row.scopes), row.expires_at, row.revoked_at
+        str(row.id),
+        str(row.organization_id),
+        tuple(row.scopes),
+        row.expires_at,
+        row.revoked_at,
+        bool(getattr(row, "operator", False)),
     )

@@ -52,6 +52,7 @@ class ApiKeyRecord:
     scopes: tuple[str, ...]
     expires_at: datetime | None
     revoked_at: datetime | None
+    operator: bool = False  # spans tenants for dead letters
 
     def usable_at(self, now: datetime) -> bool:
         if self.revoked_at is not None and self.revoked_at <= now:

@@ -12,13 +12,20 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A follow-up job: which actor, on which queue, with which arguments."""
+    """A follow-up job: which actor, on which queue, with which arguments.
+
+    `options` and `message_id` are for re-enqueueing a message as it was (a dead letter's retry
+    keeps its options and publishes under an id fixed before the publish, so a republish after a
+    crash is the same message); new jobs leave them empty.
+    """
 
     queue: str
     actor: str
     args: Sequence[Any] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     delay_ms: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    message_id: str | None = None
 
 
 class JobPublisher(Protocol):

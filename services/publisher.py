@@ -23,8 +23,10 @@ class BrokerJobPublisher:
             actor_name=job.actor,
             args=tuple(job.args),
             kwargs=dict(job.kwargs),
-            options={},
+            options=dict(job.options),
         )
+        if job.message_id:
+            message = message.copy(message_id=job.message_id)
         self._broker.enqueue(message, delay=job.delay_ms)
 
     def close(self) -> None:

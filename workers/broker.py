@@ -15,7 +15,6 @@ from dramatiq.middleware import (
     Callbacks,
     CurrentMessage,
     Pipelines,
-    Retries,
     ShutdownNotifications,
     TimeLimit,
 )
@@ -25,6 +24,7 @@ from config import Settings, get_settings
 from workers.consumer import QueuedAckRabbitmqBroker
 from workers.deadletters import DeadLetterRecorder
 from workers.resources import ResourcesMiddleware
+from workers.retries import FleetRetries
 
 # Retried and delayed messages sit unacked in worker memory until due; RabbitMQ's consumer timeout
 # (30 min by default) would requeue them and start a poison loop, so waits stay well below it.
@@ -32,6 +32,7 @@ MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 10 * 60 * 1_000
 MAX_RETRIES = 12
 TIME_LIMIT_MS = 5 * 60 * 1_000
+OUTAGE_MAX_BACKOFF_MS = 60 * 1_000
 
 
 def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
@@ -50,7 +51,15 @@ def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
         # Dramatiq runs after_* hooks in reverse order: the recorder must sit before Retries so it
         # sees the message after Retries has decided whether it failed for good.
         DeadLetterRecorder(),
-        Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
+        # Retries that never ack a message whose re-enqueue failed, and that hold a job through an
+        # outage of Postgres, RabbitMQ or Redis without spending its budget (workers/retries.py).
+        FleetRetries(
+            max_retries=MAX_RETRIES,
+            min_backoff=MIN_BACKOFF_MS,
+            max_backoff=MAX_BACKOFF_MS,
+            outage_max_backoff=OUTAGE_MAX_BACKOFF_MS,
+            outage_hold=settings.dead_letter_outage_hold_seconds,
+        ),
         ResourcesMiddleware(),
     ]
     return QueuedAckRabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=middleware)

@@ -18,6 +18,7 @@ from config import get_settings
 from config.logging import configure_logging
 from db import outbox
 from db.uow import UnitOfWork
+from workers import deadletter_tasks as dead_letters
 from workers import resources
 from workers.broker import setup_broker
 from workers.outbound import sweeps as outbound
@@ -54,6 +55,10 @@ TASKS: list[PeriodicTask] = [
     PeriodicTask("outbound-stuck-sending", 30.0, outbound.expire_stuck_sending),
     PeriodicTask("outbound-orphaned-queued", 300.0, outbound.requeue_orphaned),
     PeriodicTask("template-sync", 6 * 3600.0, outbound.sync_templates),
+    PeriodicTask("dead-letter-redrives", 1.0, dead_letters.run_redrives),
+    PeriodicTask("dead-letter-sweep", 30.0, dead_letters.sweep_transient),
+    PeriodicTask("dead-letter-prune", 3600.0, dead_letters.prune),
+    PeriodicTask("dead-letter-gauges", 30.0, dead_letters.set_gauges),
 ]
 
 

@@ -51,7 +51,13 @@ def add_number(
 
 
 def add_api_key(
-    conn: Connection, organization_id: UUID, name: str, key: NewApiKey, scopes: tuple[str, ...]
+    conn: Connection,
+    organization_id: UUID,
+    name: str,
+    key: NewApiKey,
+    scopes: tuple[str, ...],
+    *,
+    operator: bool = False,
 ) -> UUID:
     return UUID(
         str(
@@ -63,6 +69,7 @@ def add_api_key(
                     prefix=key.prefix,
                     key_hash=key.key_hash,
                     scopes=list(scopes),
+                    operator=operator,
                 )
                 .returning(api_keys.c.id)
             ).scalar_one()

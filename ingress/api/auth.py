@@ -35,6 +35,8 @@ class Principal:
     key_id: UUID
     organization_id: UUID
     scopes: frozenset[str]
+    # An operator key (`adsapp apikey create --operator`) sees every tenant's dead letters.
+    operator: bool = False
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -66,7 +68,9 @@ def authenticate(engine: Engine, redis: Redis, header: str | None, namespace: st
         raise ApiError(ErrorCode.AUTH_REVOKED)
     if not record.usable_at(now):
         raise ApiError(ErrorCode.AUTH_EXPIRED)
-    principal = Principal(UUID(record.id), UUID(record.organization_id), frozenset(record.scopes))
+    principal = Principal(
+        UUID(record.id), UUID(record.organization_id), frozenset(record.scopes), record.operator
+    )
     _touch(engine, redis, principal, namespace)
     return principal
 

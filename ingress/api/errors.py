@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     TEMPLATE_LANGUAGE_MISSING = "template_language_missing"
     TEMPLATE_NOT_APPROVED = "template_not_approved"
     TEMPLATE_PARAMETERS_MISMATCH = "template_parameters_mismatch"
+    DEAD_LETTER_NOT_DEAD = "dead_letter_not_dead"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
 
@@ -87,6 +88,9 @@ CATALOGUE: Final[Mapping[str, ErrorSpec]] = {
     ErrorCode.TEMPLATE_LANGUAGE_MISSING: ErrorSpec(422, "The template has no translation in this language."),
     ErrorCode.TEMPLATE_NOT_APPROVED: ErrorSpec(422, "The template is not approved."),
     ErrorCode.TEMPLATE_PARAMETERS_MISMATCH: ErrorSpec(422, "The parameters do not match the template."),
+    ErrorCode.DEAD_LETTER_NOT_DEAD: ErrorSpec(
+        409, "The dead letter is not dead (already retrying, retried or discarded): nothing was done."
+    ),
     ErrorCode.UNAVAILABLE: ErrorSpec(503, "A service this API depends on is unavailable; retry shortly."),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(500, "Internal error."),
     **{code.value: ErrorSpec(402, f"Sending is not allowed: {code.value}.") for code in RefusalCode},

@@ -16,7 +16,10 @@ from db import tables as t
 def rows_for(org: UUID) -> Iterator[tuple[sa.Table, dict[str, Any]]]:
     """(table, values) in foreign-key order; ids are fresh each call."""
     tag = uuid.uuid4().hex[:12]
-    ids = {name: uuid.uuid4() for name in ("number", "profile", "contact", "conv", "msg", "job", "key")}
+    ids = {
+        name: uuid.uuid4()
+        for name in ("number", "profile", "contact", "conv", "msg", "job", "key", "letter", "redrive")
+    }
     yield (
         t.whatsapp_numbers,
         {
@@ -90,6 +93,7 @@ def rows_for(org: UUID) -> Iterator[tuple[sa.Table, dict[str, Any]]]:
     yield (
         t.dead_letters,
         {
+            "id": ids["letter"],
             "organization_id": org,
             "queue": "inbound",
             "actor": "a",
@@ -97,6 +101,14 @@ def rows_for(org: UUID) -> Iterator[tuple[sa.Table, dict[str, Any]]]:
             "args": [],
             "error": "boom",
         },
+    )
+    yield (
+        t.dead_letter_redrives,
+        {"id": ids["redrive"], "organization_id": org, "scope_key": str(org), "filter": {}},
+    )
+    yield (
+        t.dead_letter_redrive_items,
+        {"redrive_id": ids["redrive"], "dead_letter_id": ids["letter"], "organization_id": org},
     )
     yield t.outbox, {"organization_id": org, "queue": "inbound", "actor": "a", "args": []}
     yield t.usage_counters, {"organization_id": org, "period": "2026-11", "metric": f"messages-{tag}"}

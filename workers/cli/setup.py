@@ -53,6 +53,9 @@ def register(commands: Commands) -> None:
     key.add_argument("org_id", type=UUID)
     key.add_argument("--name", required=True)
     key.add_argument("--scopes", required=True, help="comma-separated, e.g. messages:write,messages:read")
+    key.add_argument(
+        "--operator", action="store_true", help="an operator key: its dead-letter scopes span every tenant"
+    )
     key.set_defaults(handler=_apikey_create)
 
 
@@ -106,7 +109,7 @@ def _apikey_create(args: argparse.Namespace) -> int:
     scopes = parse_scopes(args.scopes)
     key = generate_key()
     with UnitOfWork(create_db_engine(get_settings(), pool_size=1), organization_id=args.org_id) as uow:
-        orgs.add_api_key(uow.conn, args.org_id, args.name, key, scopes)
+        orgs.add_api_key(uow.conn, args.org_id, args.name, key, scopes, operator=args.operator)
         uow.commit()
     print(key.plaintext)
     return 0

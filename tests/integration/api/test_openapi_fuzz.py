@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from ingress.api import ApiOptions
 from tests.integration.api.conftest import build_app
-from tests.support.tenants import TEMPLATE, make_tenant
+from tests.support.deadletters import letter_row, seed_letters
+from tests.support.tenants import ALL_SCOPES, TEMPLATE, make_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +30,10 @@ def api(settings: Settings, engine: Engine) -> Iterator[tuple[Any, str]]:
     tenant = make_tenant(engine)
     tenant.templates([TEMPLATE])
     tenant.contact("15550001111")
+    seed_letters(engine, [letter_row("fuzz", tenant.organization_id, n) for n in range(3)])
+    key = tenant.api_key((*ALL_SCOPES, "dead-letters:read", "dead-letters:write"))
     try:
-        yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app), tenant.api_key()
+        yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app), key
     finally:
         state.close()
 
@@ -42,6 +45,15 @@ def test_no_input_makes_the_api_fail(api: tuple[Any, str]) -> None:
         "POST /api/v1/messages",
         "GET /api/v1/messages/{message_id}",
         "GET /api/v1/messages",
+        "GET /api/v1/dead-letters/count",
+        "GET /api/v1/dead-letters",
+        "GET /api/v1/dead-letters/{dead_letter_id}",
+        "POST /api/v1/dead-letters/{dead_letter_id}/retry",
+        "DELETE /api/v1/dead-letters/{dead_letter_id}",
+        "POST /api/v1/dead-letters/retry",
+        "POST /api/v1/dead-letters/discard",
+        "GET /api/v1/dead-letter-redrives/{redrive_id}",
+        "POST /api/v1/dead-letter-redrives/{redrive_id}/cancel",
     }
     for operation in operations:
 
