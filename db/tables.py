@@ -25,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = MetaData(
     naming_convention={
@@ -95,6 +95,12 @@ whatsapp_numbers = Table(
     Column("mps", Integer, nullable=False, server_default=text("80")),
     CheckConstraint("mps > 0", name="mps_positive"),
     *_timestamps(),
+    # Meta's messaging limit: unique recipients per rolling 24 hours (None: unlimited).
+    Column("messaging_limit", Integer),
+    CheckConstraint(
+        "messaging_limit IS NULL OR messaging_limit IN (250, 2000, 10000, 100000)",
+        name="messaging_limit_known",
+    ),
 )
 
 profiles = Table(
@@ -124,6 +130,8 @@ contacts = Table(
     UniqueConstraint("organization_id", "wa_id"),
     Index("ix_contacts_organization_id_phone", "organization_id", "phone"),
     *_timestamps(),
+    Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    Index("ix_contacts_tags", "tags", postgresql_using="gin"),
 )
 
 conversations = Table(
@@ -152,6 +160,8 @@ conversations = Table(
         postgresql_where=text("status <> 'resolved'"),
     ),
     *_timestamps(),
+    Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    Index("ix_conversations_tags", "tags", postgresql_using="gin"),
 )
 
 messages = Table(
@@ -270,6 +280,11 @@ message_templates = Table(
     *_timestamps(),
 )
 
+JOB_STATUSES = (
+    "'pending', 'running', 'paused', 'cancelling', 'cancelled', 'completed', "
+    "'completed_with_errors', 'failed'"
+)
+
 bulk_jobs = Table(
     "bulk_jobs",
     metadata,
@@ -287,6 +302,24 @@ bulk_jobs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("heartbeat_at", DateTime(timezone=True)),
     *_timestamps(),
+    # Counted per settled chunk, never per item: no hot row while a broadcast runs.
+    Column("skipped", Integer, nullable=False, server_default=text("0")),
+    Column("cancelled", Integer, nullable=False, server_default=text("0")),
+    Column("chunks", Integer, nullable=False, server_default=text("0")),
+    Column("chunk_size", Integer, nullable=False, server_default="100"),
+    Column("request_fingerprint", Text),
+    Column("error_code", Text),
+    Column("error_message", Text),
+    CheckConstraint(f"status in ({JOB_STATUSES})", name="status_known"),
+    CheckConstraint("kind in ('broadcast', 'conversations.update', 'contacts.import')", name="kind_known"),
+    Index(
+        "uq_bulk_jobs_org_idempotency_key",
+        "organization_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index("ix_bulk_jobs_org_created", "organization_id", text("created_at DESC"), "id"),
 )
 
 bulk_job_items = Table(
@@ -300,9 +333,43 @@ bulk_job_items = Table(
     Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("message_id", UUID(as_uuid=True), ForeignKey("messages.id", ondelete="SET NULL")),
-    Column("error", Text),
     UniqueConstraint("bulk_job_id", "seq"),
     *_timestamps(),
+    Column("chunk", Integer, nullable=False, server_default=text("0")),
+    Column("contact_id", UUID(as_uuid=True), ForeignKey("contacts.id", ondelete="SET NULL")),
+    # Meta's code (as text) or ours (contact_opted_out, template_parameters_mismatch, ...).
+    Column("error_code", Text),
+    Column("error_title", Text),
+    Column("settled_at", DateTime(timezone=True)),
+    CheckConstraint(
+        "status in ('pending', 'submitted', 'succeeded', 'failed', 'skipped', 'cancelled')",
+        name="status_known",
+    ),
+    Index("ix_bulk_job_items_job_chunk", "bulk_job_id", "chunk"),
+    Index("ix_bulk_job_items_message_id", "message_id"),
+)
+
+# A job's unit of execution: released (its job enqueued) a few at a time, submitted (its items'
+# messages queued) in one transaction, settled once every item has an outcome.
+bulk_job_chunks = Table(
+    "bulk_job_chunks",
+    metadata,
+    _org(),
+    Column("bulk_job_id", UUID(as_uuid=True), ForeignKey("bulk_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("chunk", Integer, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("released", Boolean, nullable=False, server_default=text("false")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("settled_at", DateTime(timezone=True)),
+    *_timestamps(),
+    PrimaryKeyConstraint("bulk_job_id", "chunk"),
+    CheckConstraint("status in ('pending', 'submitted', 'done', 'cancelled')", name="status_known"),
+    Index(
+        "ix_bulk_job_chunks_unsettled",
+        "updated_at",
+        postgresql_where=text("released AND status IN ('pending', 'submitted')"),
+    ),
 )
 
 api_keys = Table(

@@ -19,3 +19,7 @@ FETCH_MEDIA_ACTOR: Final = "fetch_media"
 
 OUTBOUND_QUEUE: Final = "outbound"
 SEND_MESSAGE_ACTOR: Final = "send_message"
+
+BULK_QUEUE: Final = "bulk"
+RUN_BULK_CHUNK_ACTOR: Final = "run_bulk_chunk"
+SETTLE_BULK_CHUNK_ACTOR: Final = "settle_bulk_chunk"

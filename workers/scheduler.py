@@ -18,9 +18,11 @@ from config import get_settings
 from config.logging import configure_logging
 from db import outbox
 from db.uow import UnitOfWork
+from services import bulk_run
 from workers import deadletter_tasks as dead_letters
 from workers import resources
 from workers.broker import setup_broker
+from workers.bulk import metrics as bulk_metrics
 from workers.outbound import sweeps as outbound
 
 log = logging.getLogger("adsapp.scheduler")
@@ -49,6 +51,20 @@ def sweep_outbox(res: resources.Resources) -> int:
     return len(claimed)
 
 
+# A released chunk's run or settle job re-arms itself within seconds; one untouched this long was
+# lost with its worker (or waits in the outbox) and is enqueued again, harmlessly if it was not.
+BULK_STALE_SECONDS = 60.0
+
+
+def sweep_bulk_chunks(res: resources.Resources) -> int:
+    return bulk_run.sweep_stale_chunks(bulk_run.RunPorts(res.engine, res.jobs), BULK_STALE_SECONDS)
+
+
+def gauge_bulk_items(res: resources.Resources) -> int:
+    bulk_metrics.ITEMS_PENDING.set(bulk_run.items_pending(res.engine))
+    return 0
+
+
 # Later sweeps (dead-letter retries, stale bulk jobs, template sync) register here.
 TASKS: list[PeriodicTask] = [
     PeriodicTask("outbox", 5.0, sweep_outbox),
@@ -59,6 +75,8 @@ TASKS: list[PeriodicTask] = [
     PeriodicTask("dead-letter-sweep", 30.0, dead_letters.sweep_transient),
     PeriodicTask("dead-letter-prune", 3600.0, dead_letters.prune),
     PeriodicTask("dead-letter-gauges", 30.0, dead_letters.set_gauges),
+    PeriodicTask("bulk-stale-chunks", 15.0, sweep_bulk_chunks),
+    PeriodicTask("bulk-items-gauge", 15.0, gauge_bulk_items),
 ]
 
 

@@ -41,6 +41,16 @@ class ErrorCode(StrEnum):
     TEMPLATE_NOT_APPROVED = "template_not_approved"
     TEMPLATE_PARAMETERS_MISMATCH = "template_parameters_mismatch"
     DEAD_LETTER_NOT_DEAD = "dead_letter_not_dead"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    MESSAGING_LIMIT_EXCEEDED = "messaging_limit_exceeded"
+    NO_RECIPIENTS = "no_recipients"
+    TOO_MANY_RECIPIENTS = "too_many_recipients"
+    TOO_MANY_ROWS = "too_many_rows"
+    INVALID_CSV = "invalid_csv"
+    ASSIGNEE_UNKNOWN = "assignee_unknown"
+    BULK_JOB_NOT_PAUSABLE = "bulk_job_not_pausable"
+    BULK_JOB_NOT_RESUMABLE = "bulk_job_not_resumable"
+    BULK_JOB_FINISHED = "bulk_job_finished"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
 
@@ -61,7 +71,9 @@ CATALOGUE: Final[Mapping[str, ErrorSpec]] = {
     ErrorCode.INVALID_JSON: ErrorSpec(400, "The request body is not valid JSON."),
     ErrorCode.VALIDATION_FAILED: ErrorSpec(422, "The request does not match the schema."),
     ErrorCode.PAYLOAD_TOO_LARGE: ErrorSpec(413, "The request body is too large."),
-    ErrorCode.UNSUPPORTED_MEDIA_TYPE: ErrorSpec(415, "Send the body as application/json."),
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: ErrorSpec(
+        415, "Send the body as application/json (or text/csv and multipart/form-data where accepted)."
+    ),
     ErrorCode.NOT_FOUND: ErrorSpec(404, "Not found."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(405, "Method not allowed."),
     ErrorCode.IDEMPOTENCY_KEY_INVALID: ErrorSpec(
@@ -91,6 +103,20 @@ CATALOGUE: Final[Mapping[str, ErrorSpec]] = {
     ErrorCode.DEAD_LETTER_NOT_DEAD: ErrorSpec(
         409, "The dead letter is not dead (already retrying, retried or discarded): nothing was done."
     ),
+    ErrorCode.IDEMPOTENCY_CONFLICT: ErrorSpec(
+        409, "This Idempotency-Key was used with a different request in the last 24 hours."
+    ),
+    ErrorCode.MESSAGING_LIMIT_EXCEEDED: ErrorSpec(
+        422, "The number's messaging limit (unique recipients per 24 hours) cannot hold this job."
+    ),
+    ErrorCode.NO_RECIPIENTS: ErrorSpec(422, "No recipient matches: nothing to send."),
+    ErrorCode.TOO_MANY_RECIPIENTS: ErrorSpec(413, "A bulk job takes at most 100,000 recipients."),
+    ErrorCode.TOO_MANY_ROWS: ErrorSpec(413, "An import takes at most 100,000 rows."),
+    ErrorCode.INVALID_CSV: ErrorSpec(400, "The CSV cannot be read (UTF-8, a header row with wa_id)."),
+    ErrorCode.ASSIGNEE_UNKNOWN: ErrorSpec(422, "assigned_to is not one of this organization's profiles."),
+    ErrorCode.BULK_JOB_NOT_PAUSABLE: ErrorSpec(409, "Only a pending or running job can be paused."),
+    ErrorCode.BULK_JOB_NOT_RESUMABLE: ErrorSpec(409, "The job cannot be resumed in its current state."),
+    ErrorCode.BULK_JOB_FINISHED: ErrorSpec(409, "The job has already finished."),
     ErrorCode.UNAVAILABLE: ErrorSpec(503, "A service this API depends on is unavailable; retry shortly."),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(500, "Internal error."),
     **{code.value: ErrorSpec(402, f"Sending is not allowed: {code.value}.") for code in RefusalCode},

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import timedelta
-from typing import Final
 
 import orjson
 from pydantic import BaseModel
 
+from domain.idempotency import RETENTION
 from ingress.api.errors import ApiError, ErrorCode
 
-RETENTION: Final = timedelta(hours=24)
+__all__ = ["RETENTION", "fingerprint", "parse_key"]
+
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 

@@ -47,6 +47,17 @@ class Reply:
     status: int = 200
     meta: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    # An answer that is not the JSON envelope (a CSV export): sent as is, with this media type.
+    content: bytes | None = None
+    media_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """A request body in one of the operation's `raw_content_types` (CSV, multipart), unparsed."""
+
+    content_type: str  # the full header, parameters included (multipart needs its boundary)
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,8 @@ class Operation:
     headers: tuple[HeaderParam, ...] = ()
     errors: tuple[str, ...] = ()
     description: str = ""
+    max_body_bytes: int | None = None  # None: the API's default
+    raw_content_types: tuple[str, ...] = ()  # besides JSON: handed over as `RawBody`
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +94,7 @@ class _Facts:
     query: dict[str, str]
     body: bytes | None
     request_id: str
+    content_type: str
 
 
 def endpoint(op: Operation, state: ApiState) -> Callable[[Request], Awaitable[Response]]:
@@ -88,12 +102,18 @@ def endpoint(op: Operation, state: ApiState) -> Callable[[Request], Awaitable[Re
         started = time.perf_counter()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         try:
-            body = await _read_body(request, state.options.max_body_bytes) if op.body is not None else None
+            limit = op.max_body_bytes or state.options.max_body_bytes
+            body = await _read_body(request, limit, op.raw_content_types) if op.body is not None else None
         except ApiError as exc:
             response = failure(exc)
         else:
             facts = _Facts(
-                dict(request.headers), dict(request.path_params), dict(request.query_params), body, request_id
+                headers=dict(request.headers),
+                path=dict(request.path_params),
+                query=dict(request.query_params),
+                body=body,
+                request_id=request_id,
+                content_type=request.headers.get("content-type", "application/json"),
             )
             response = await run_in_threadpool(_handle, op, state, facts)
         response.headers["X-Request-ID"] = request_id[:200]
@@ -104,9 +124,14 @@ def endpoint(op: Operation, state: ApiState) -> Callable[[Request], Awaitable[Re
     return run
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if content_type not in ("application/json", "") and not content_type.endswith("+json"):
+def _media_type(header: str) -> str:
+    return header.split(";")[0].strip().lower()
+
+
+async def _read_body(request: Request, limit: int, raw_types: tuple[str, ...] = ()) -> bytes:
+    content_type = _media_type(request.headers.get("content-type", "application/json"))
+    json_like = content_type in ("application/json", "") or content_type.endswith("+json")
+    if not json_like and content_type not in raw_types:
         raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -140,11 +165,15 @@ def _handle(op: Operation, state: ApiState, facts: _Facts) -> Response:
             principal=principal,
             resources=res,
             headers=facts.headers,
-            body=_parse_body(op.body, facts.body) if op.body is not None else None,
+            body=_body_of(op, facts) if op.body is not None else None,
             path=_validate(op.path_params, facts.path, "path") if op.path_params is not None else None,
             query=_validate(op.query, facts.query, "query") if op.query is not None else None,
         )
         reply = op.handler(call)
+        if reply.content is not None:
+            return Response(
+                reply.content, reply.status, {**rate_headers, **reply.headers}, media_type=reply.media_type
+            )
         meta = {"request_id": facts.request_id, **reply.meta}
         return success(reply.data, meta, reply.status, {**rate_headers, **reply.headers})
     except ApiError as exc:
@@ -163,6 +192,13 @@ def _handle(op: Operation, state: ApiState, facts: _Facts) -> Response:
 def _is_broker_error(exc: BaseException) -> bool:
     module = type(exc).__module__
     return module.startswith(("dramatiq", "pika"))
+
+
+def _body_of(op: Operation, facts: _Facts) -> BaseModel | RawBody:
+    assert op.body is not None
+    if _media_type(facts.content_type) in op.raw_content_types:
+        return RawBody(facts.content_type, facts.body or b"")
+    return _parse_body(op.body, facts.body)
 
 
 def _parse_body(model: type[BaseModel], raw: bytes | None) -> BaseModel:

@@ -10,14 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from ingress.api import deadletters, messages
+from ingress.api import bulk, deadletters, messages
 from ingress.api.envelope import failure
 from ingress.api.errors import ApiError, ErrorCode
 from ingress.api.openapi import build_document
 from ingress.api.operations import Operation, endpoint
 from ingress.api.resources import ApiState
 
-OPERATIONS: tuple[Operation, ...] = (*messages.OPERATIONS, *deadletters.OPERATIONS)
+OPERATIONS: tuple[Operation, ...] = (*messages.OPERATIONS, *deadletters.OPERATIONS, *bulk.OPERATIONS)
 
 
 def openapi_document(

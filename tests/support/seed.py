@@ -67,8 +67,9 @@ def rows_for(org: UUID) -> Iterator[tuple[sa.Table, dict[str, Any]]]:
             "status": "APPROVED",
         },
     )
-    yield t.bulk_jobs, {"id": ids["job"], "organization_id": org, "kind": "template"}
+    yield t.bulk_jobs, {"id": ids["job"], "organization_id": org, "kind": "broadcast"}
     yield t.bulk_job_items, {"organization_id": org, "bulk_job_id": ids["job"], "seq": 1, "recipient": "1555"}
+    yield t.bulk_job_chunks, {"organization_id": org, "bulk_job_id": ids["job"], "chunk": 0}
     yield (
         t.api_keys,
         {

@@ -1,5 +1,5 @@
 """Actor modules. Import order does not matter; the broker is set before this package loads."""
 
-from workers.actors import billing, inbound, media, outbound
+from workers.actors import billing, bulk, inbound, media, outbound
 
-__all__ = ["billing", "inbound", "media", "outbound"]
+__all__ = ["billing", "bulk", "inbound", "media", "outbound"]

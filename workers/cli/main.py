@@ -11,12 +11,12 @@ from sqlalchemy.exc import IntegrityError
 
 from config.errors import ConfigurationError
 from domain.errors import FleetError
-from workers.cli import dlq, graph, setup
+from workers.cli import bulk, dlq, graph, setup
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 # Each module adds its own subcommands; later groups (dlq, templates, fake-graph, demo) join here.
-REGISTRARS: list[Registrar] = [setup.register, graph.register, dlq.register]
+REGISTRARS: list[Registrar] = [setup.register, graph.register, dlq.register, bulk.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

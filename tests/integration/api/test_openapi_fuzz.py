@@ -15,8 +15,9 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from ingress.api import ApiOptions
 from tests.integration.api.conftest import build_app
+from tests.support.bulk import BULK_SCOPES, bulk_tenant
 from tests.support.deadletters import letter_row, seed_letters
-from tests.support.tenants import ALL_SCOPES, TEMPLATE, make_tenant
+from tests.support.tenants import ALL_SCOPES, TEMPLATE
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +28,11 @@ def api(settings: Settings, engine: Engine) -> Iterator[tuple[Any, str]]:
         settings, ApiOptions(rate_limit=100_000, redis_namespace=f"adsapp-test:{uuid.uuid4().hex}")
     )
     state.open()
-    tenant = make_tenant(engine)
+    tenant = bulk_tenant(engine)
     tenant.templates([TEMPLATE])
     tenant.contact("15550001111")
     seed_letters(engine, [letter_row("fuzz", tenant.organization_id, n) for n in range(3)])
-    key = tenant.api_key((*ALL_SCOPES, "dead-letters:read", "dead-letters:write"))
+    key = tenant.api_key((*ALL_SCOPES, *BULK_SCOPES, "dead-letters:read", "dead-letters:write"))
     try:
         yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app), key
     finally:
@@ -54,6 +55,13 @@ def test_no_input_makes_the_api_fail(api: tuple[Any, str]) -> None:
         "POST /api/v1/dead-letters/discard",
         "GET /api/v1/dead-letter-redrives/{redrive_id}",
         "POST /api/v1/dead-letter-redrives/{redrive_id}/cancel",
+        "POST /api/v1/bulk-jobs",
+        "GET /api/v1/bulk-jobs",
+        "GET /api/v1/bulk-jobs/{job_id}",
+        "GET /api/v1/bulk-jobs/{job_id}/items",
+        "POST /api/v1/bulk-jobs/{job_id}/pause",
+        "POST /api/v1/bulk-jobs/{job_id}/resume",
+        "POST /api/v1/bulk-jobs/{job_id}/cancel",
     }
     for operation in operations:
 

@@ -1,0 +1,53 @@
+"""The API with a recording job publisher, so a test runs the bulk chunks it planned in-process."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+from redis import Redis
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from config import Settings
+from ingress.api import ApiOptions, ApiResources, ApiState, api_mount
+from ingress.api.ratelimit import RateLimiter
+from tests.support.jobs import RecordingPublisher
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def publisher() -> RecordingPublisher:
+    return RecordingPublisher()
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, engine: Engine, publisher: RecordingPublisher) -> Iterator[TestClient]:
+    options = ApiOptions(rate_limit=10_000, redis_namespace=f"adsapp-test:{uuid.uuid4().hex}")
+    redis = Redis.from_url(settings.redis_url)
+    limiter = RateLimiter(
+        redis, limit=options.rate_limit, window_seconds=60, namespace=options.redis_namespace
+    )
+    state = ApiState(options=options, resources=ApiResources(engine, redis, publisher, limiter, options))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.open()
+        try:
+            yield
+        finally:
+            state.close()
+
+    with TestClient(Starlette(routes=[api_mount(state)], lifespan=lifespan)) as test_client:
+        yield test_client
+    redis.close()
+
+
+@pytest.fixture
+def jobs(publisher: RecordingPublisher) -> RecordingPublisher:
+    publisher.jobs.clear()
+    return publisher
