@@ -1,0 +1,148 @@
+"""The console's routes: sign-in, overview and numbers, each a thin page over `services/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ingress.console import auth
+from ingress.console.session import COOKIE, LOGIN_COOKIE, ConsoleSession
+from ingress.console.state import ConsoleState
+from ingress.console.web import Console
+from services import breaker_keys, breakers, numbers, overview
+
+
+def _safe_next(console: Console, target: str | None) -> str:
+    # Only a path inside the console: never an open redirect to another site.
+    base = console.state.options.base_path
+    if target and target.startswith(base + "/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return console.url("/")
+
+
+def console_routes(state: ConsoleState) -> list[BaseRoute]:
+    console = Console(state)
+    options = state.options
+
+    async def login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
+        token, cookie = console.codec.login_token()
+        response = console.render(
+            request,
+            "login.html",
+            None,
+            status=status,
+            login_token=token,
+            error=error,
+            next=request.query_params.get("next") or "",
+        )
+        response.set_cookie(
+            LOGIN_COOKIE,
+            cookie,
+            max_age=600,
+            path=options.base_path,
+            httponly=True,
+            samesite="strict",
+            secure=options.secure_cookies,
+        )
+        return response
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return await login_form(request)
+        form = await request.form()
+        if not console.codec.login_token_matches(
+            request.cookies.get(LOGIN_COOKIE), str(form.get("csrf_token") or "")
+        ):
+            return console.refuse(
+                "The sign-in form expired or was not sent from this console; reload it.", 403
+            )
+        try:
+            session = await run_in_threadpool(
+                auth.sign_in,
+                state.engine,
+                state.redis,
+                console.codec,
+                str(form.get("api_key") or ""),
+                state.api.options.redis_namespace,
+            )
+        except auth.SignInRefused as refused:
+            return await login_form(request, error=refused.reason, status=401)
+        response = console.redirect("/")
+        response.headers["location"] = _safe_next(console, str(form.get("next") or ""))
+        response.set_cookie(
+            COOKIE,
+            console.codec.dumps(session),
+            max_age=options.session_seconds,
+            path=options.base_path,
+            httponly=True,
+            samesite="strict",
+            secure=options.secure_cookies,
+        )
+        response.delete_cookie(LOGIN_COOKIE, path=options.base_path)
+        return console.secure(response)
+
+    async def logout(request: Request, session: ConsoleSession) -> Response:
+        response = console.redirect("/login")
+        response.delete_cookie(COOKIE, path=options.base_path)
+        return response
+
+    def _overview_context(session: ConsoleSession) -> dict[str, Any]:
+        figures = overview.overview(state.engine, session.scope)
+        listed = numbers.list_numbers(state.engine, state.redis, session.scope, options.breaker_namespace)
+        open_breakers = [n for n in listed if n.breaker.is_open]
+        api_breaker = None
+        if session.operator:
+            api_breaker = breakers.read(state.redis, options.breaker_namespace, [breaker_keys.API_SCOPE])[
+                breaker_keys.API_SCOPE
+            ]
+        return {"figures": figures, "open_breakers": open_breakers, "api_breaker": api_breaker}
+
+    async def home(request: Request, session: ConsoleSession) -> Response:
+        context = await run_in_threadpool(_overview_context, session)
+        return console.render(request, "overview.html", session, **context)
+
+    async def home_fragment(request: Request, session: ConsoleSession) -> Response:
+        context = await run_in_threadpool(_overview_context, session)
+        return console.render(request, "_overview.html", session, **context)
+
+    async def number_list(request: Request, session: ConsoleSession) -> Response:
+        listed = await run_in_threadpool(
+            numbers.list_numbers, state.engine, state.redis, session.scope, options.breaker_namespace
+        )
+        return console.render(request, "numbers.html", session, numbers=listed)
+
+    async def reset_breaker(request: Request, session: ConsoleSession) -> Response:
+        phone_number_id = request.path_params["phone_number_id"]
+        try:
+            await run_in_threadpool(
+                numbers.reset_breaker,
+                state.engine,
+                state.redis,
+                session.scope,
+                session.actor,
+                phone_number_id,
+                options.breaker_namespace,
+            )
+        except numbers.NumberNotFound:
+            return console.refuse("No such number in your organization.", 404)
+        return console.redirect("/numbers", notice=f"Breaker of {phone_number_id} reset.")
+
+    return [
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", console.page(logout), methods=["POST"]),
+        Route("/", console.page(home), methods=["GET"]),
+        Route("/fragments/overview", console.page(home_fragment), methods=["GET"]),
+        Route("/numbers", console.page(number_list), methods=["GET"]),
+        Route("/numbers/{phone_number_id}/breaker/reset", console.page(reset_breaker), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="console-static"),
+    ]
+
+
+def console_mount(state: ConsoleState) -> Mount:
+    return Mount(state.options.base_path, routes=console_routes(state))

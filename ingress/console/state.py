@@ -1,0 +1,47 @@
+"""What the console needs at run time: the API's engine and Redis, and its own signing options."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from redis import Redis
+from sqlalchemy.engine import Engine
+
+from config.settings import Settings
+from ingress.api import ApiState
+from services import breaker_keys
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleOptions:
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    session_seconds: int = 8 * 3600
+    breaker_namespace: str = breaker_keys.DEFAULT_NAMESPACE
+    refresh_seconds: int = 5
+    # Set on a deployment served over HTTPS (the usual case behind a balancer); off for local HTTP.
+    secure_cookies: bool = False
+    base_path: str = "/console"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConsoleOptions:
+        secret = settings.console_secret
+        if secret is None:
+            return cls(session_seconds=settings.console_session_seconds)
+        return cls(secret=secret.get_secret_value(), session_seconds=settings.console_session_seconds)
+
+
+class ConsoleState:
+    """The console shares the API's resources (opened and closed by the app's lifespan)."""
+
+    def __init__(self, api: ApiState, options: ConsoleOptions) -> None:
+        self.api = api
+        self.options = options
+
+    @property
+    def engine(self) -> Engine:
+        return self.api.resources.engine
+
+    @property
+    def redis(self) -> Redis:
+        return self.api.resources.redis

@@ -1,0 +1,113 @@
+"""The console (with the API beside it) on the real Postgres, Redis and RabbitMQ.
+
+`client` drives it in-process with Starlette's test client; `served` runs it under uvicorn on a
+free port for the browser tests.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+import uvicorn
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from config import Settings
+from ingress.api import ApiOptions, ApiState, api_mount
+from ingress.console import ConsoleOptions, ConsoleState, console_mount
+from tests.support.processes import free_port, wait_for
+from tests.support.tenants import Tenant, make_tenant
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class ConsoleSetup:
+    app: Starlette
+    options: ConsoleOptions
+    api: ApiState
+
+
+def build_console(settings: Settings, namespace: str) -> ConsoleSetup:
+    api = ApiState(settings, ApiOptions(rate_limit=1000, redis_namespace=namespace))
+    options = ConsoleOptions(breaker_namespace=f"{namespace}:graph:breaker", refresh_seconds=1)
+    console = ConsoleState(api, options)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        api.open()
+        try:
+            yield
+        finally:
+            api.close()
+
+    app = Starlette(routes=[api_mount(api), console_mount(console)], lifespan=lifespan)
+    return ConsoleSetup(app, options, api)
+
+
+@pytest.fixture(scope="module")
+def module_namespace() -> str:
+    return f"adsapp-test:{uuid.uuid4().hex}"
+
+
+@pytest.fixture(scope="module")
+def setup(settings: Settings, module_namespace: str) -> ConsoleSetup:
+    return build_console(settings, module_namespace)
+
+
+@pytest.fixture
+def client(setup: ConsoleSetup) -> Iterator[TestClient]:
+    with TestClient(setup.app, base_url="http://testserver", follow_redirects=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tenant(engine: Engine) -> Tenant:
+    return make_tenant(engine)
+
+
+def hidden(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no hidden field {name}"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, key: str) -> str:
+    """Signs in; returns the session's CSRF token (as the pages carry it)."""
+    form = client.get("/console/login")
+    token = hidden(form.text, "csrf_token")
+    answer = client.post("/console/login", data={"csrf_token": token, "api_key": key, "next": ""})
+    assert answer.status_code == 303, answer.text
+    return hidden(client.get("/console/").text, "csrf_token")
+
+
+class Served:
+    def __init__(self, app: Starlette) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        assert wait_for(lambda: self.server.started or not self.thread.is_alive(), 30)
+        assert self.server.started, "the console server did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def served(setup: ConsoleSetup) -> Iterator[Served]:
+    with Served(setup.app) as server:
+        yield server
