@@ -15,7 +15,7 @@ from ingress.console import auth
 from ingress.console.session import COOKIE, LOGIN_COOKIE, ConsoleSession
 from ingress.console.state import ConsoleState
 from ingress.console.web import Console
-from services import breaker_keys, breakers, numbers, overview
+from services import breaker_keys, breakers, numbers, overview, queue_stats
 
 
 def _safe_next(console: Console, target: str | None) -> str:
@@ -97,11 +97,28 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
         listed = numbers.list_numbers(state.engine, state.redis, session.scope, options.breaker_namespace)
         open_breakers = [n for n in listed if n.breaker.is_open]
         api_breaker = None
+        queues: list[queue_stats.QueueDepth] = []
+        queue_error = None
+        # The API-wide breaker and the queues are the whole fleet's, not one tenant's.
         if session.operator:
             api_breaker = breakers.read(state.redis, options.breaker_namespace, [breaker_keys.API_SCOPE])[
                 breaker_keys.API_SCOPE
             ]
-        return {"figures": figures, "open_breakers": open_breakers, "api_breaker": api_breaker}
+            if options.rabbitmq_url:
+                try:
+                    # No peek at head messages: the console only reads, it never touches a queue.
+                    queues = queue_stats.queue_depths(
+                        options.rabbitmq_url, options.queues, peek_oldest=False, timeout=2.0
+                    )
+                except queue_stats.QueueStatsError as exc:
+                    queue_error = str(exc)
+        return {
+            "figures": figures,
+            "open_breakers": open_breakers,
+            "api_breaker": api_breaker,
+            "queues": queues,
+            "queue_error": queue_error,
+        }
 
     async def home(request: Request, session: ConsoleSession) -> Response:
         context = await run_in_threadpool(_overview_context, session)

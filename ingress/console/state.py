@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from redis import Redis
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
+from domain import jobs
 from ingress.api import ApiState
 from services import breaker_keys
 
@@ -22,13 +23,16 @@ class ConsoleOptions:
     # Set on a deployment served over HTTPS (the usual case behind a balancer); off for local HTTP.
     secure_cookies: bool = False
     base_path: str = "/console"
+    # The broker whose queues the overview shows operators (None: no queue figures).
+    rabbitmq_url: str | None = field(default=None, repr=False)
+    queues: tuple[str, ...] = (jobs.INBOUND_QUEUE, jobs.MEDIA_QUEUE, jobs.OUTBOUND_QUEUE, jobs.BILLING_QUEUE)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConsoleOptions:
-        secret = settings.console_secret
-        if secret is None:
-            return cls(session_seconds=settings.console_session_seconds)
-        return cls(secret=secret.get_secret_value(), session_seconds=settings.console_session_seconds)
+        options = cls(session_seconds=settings.console_session_seconds, rabbitmq_url=settings.rabbitmq_url)
+        if settings.console_secret is None:
+            return options
+        return replace(options, secret=settings.console_secret.get_secret_value())
 
 
 class ConsoleState:

@@ -12,9 +12,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -37,7 +39,9 @@ class ConsoleSetup:
 
 def build_console(settings: Settings, namespace: str) -> ConsoleSetup:
     api = ApiState(settings, ApiOptions(rate_limit=1000, redis_namespace=namespace))
-    options = ConsoleOptions(breaker_namespace=f"{namespace}:graph:breaker", refresh_seconds=1)
+    options = ConsoleOptions(
+        breaker_namespace=f"{namespace}:graph:breaker", refresh_seconds=1, rabbitmq_url=settings.rabbitmq_url
+    )
     console = ConsoleState(api, options)
 
     @asynccontextmanager
@@ -111,3 +115,45 @@ class Served:
 def served(setup: ConsoleSetup) -> Iterator[Served]:
     with Served(setup.app) as server:
         yield server
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (no browser is ever downloaded)."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    yield context.new_page()
+    context.close()
+
+
+def browser_sign_in(page: Page, base_url: str, key: str) -> None:
+    page.goto(f"{base_url}/console/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Overview").wait_for()
+
+
+def screenshot(page: Page, name: str) -> None:
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / f"console-{name}.png"), full_page=True)
