@@ -7,9 +7,10 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from db.tables import event_store
+from db.uow import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +53,27 @@ def record(
             },
         )
     )
+
+
+def record_now(
+    engine: Engine,
+    actor: Actor,
+    action: str,
+    *,
+    aggregate_type: str,
+    aggregate_id: str,
+    organization_id: UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """`record` in a transaction of its own, for an action whose use case committed already."""
+    with UnitOfWork(engine, organization_id=organization_id or actor.organization_id) as uow:
+        record(
+            uow.conn,
+            actor,
+            action,
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            organization_id=organization_id,
+            details=details,
+        )
+        uow.commit()

@@ -35,7 +35,7 @@ def sign_in(engine: Engine, redis: Redis, codec: SessionCodec, key: str, namespa
         name = uow.conn.execute(
             sa.select(api_keys.c.name).where(api_keys.c.id == principal.key_id)
         ).scalar_one()
-    return codec.new(principal.key_id, name, principal.organization_id, operator=False)
+    return codec.new(principal.key_id, name, principal.organization_id, operator=principal.operator)
 
 
 def still_valid(engine: Engine, session: ConsoleSession) -> bool:

@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ingress.console import auth
+from ingress.console.deadletters import deadletter_routes
 from ingress.console.session import COOKIE, LOGIN_COOKIE, ConsoleSession
 from ingress.console.state import ConsoleState
 from ingress.console.web import Console
@@ -157,6 +158,7 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
         Route("/fragments/overview", console.page(home_fragment), methods=["GET"]),
         Route("/numbers", console.page(number_list), methods=["GET"]),
         Route("/numbers/{phone_number_id}/breaker/reset", console.page(reset_breaker), methods=["POST"]),
+        *deadletter_routes(console),
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="console-static"),
     ]
 

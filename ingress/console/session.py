@@ -15,6 +15,7 @@ from uuid import UUID
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from domain.deadletters import Scope
 from services.audit import Actor
 
 COOKIE: Final = "adsapp_console"
@@ -34,6 +35,11 @@ class ConsoleSession:
     def scope(self) -> UUID | None:
         """The tenant scope of every read and action: None (every tenant) only for an operator."""
         return None if self.operator else self.organization_id
+
+    @property
+    def letters(self) -> Scope:
+        """The same scope as the dead-letter services spell it."""
+        return Scope.everyone() if self.operator else Scope.tenant(self.organization_id)
 
     @property
     def actor(self) -> Actor:
