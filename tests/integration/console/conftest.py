@@ -22,6 +22,9 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from config import Settings
+from db.repos.organizations import add_api_key
+from db.uow import UnitOfWork
+from domain.apikeys import generate_key
 from ingress.api import ApiOptions, ApiState, api_mount
 from ingress.console import ConsoleOptions, ConsoleState, console_mount
 from tests.support.processes import free_port, wait_for
@@ -157,3 +160,13 @@ def browser_sign_in(page: Page, base_url: str, key: str) -> None:
 def screenshot(page: Page, name: str) -> None:
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / f"console-{name}.png"), full_page=True)
+
+
+def operator_key(tenant: Tenant) -> str:
+    """An operator key (`adsapp apikey create --operator`), filed under `tenant`'s organization."""
+    key = generate_key()
+    with UnitOfWork(tenant.engine, organization_id=tenant.organization_id) as uow:
+        key_id = add_api_key(uow.conn, tenant.organization_id, "ops-key", key, (), operator=True)
+        uow.commit()
+    tenant.keys[key.plaintext] = str(key_id)
+    return key.plaintext
