@@ -14,9 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.tables import bulk_jobs, dead_letters, messages, webhook_events
+from domain import bulk as rules
 from services import tenancy
 
-ACTIVE_BULK_STATUSES = ("pending", "running", "paused")
+ACTIVE_BULK_STATUSES = (*sorted(rules.ACTIVE), rules.PAUSED, rules.CANCELLING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +27,11 @@ class BulkJobLine:
     kind: str
     status: str
     total: int
-    succeeded: int
-    failed: int
+    settled: int  # succeeded, failed, skipped or cancelled
 
     @property
     def percent(self) -> int:
-        return 100 if self.total == 0 else int(100 * (self.succeeded + self.failed) / self.total)
+        return 100 if self.total == 0 else min(100, int(100 * self.settled / self.total))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,14 @@ def overview(engine: Engine, organization_id: UUID | None) -> Overview:
             sa.select(sa.func.count(), sa.func.min(d.first_failed_at)).where(d.status == "dead")
         ).one()
         jobs = conn.execute(
-            sa.select(b.id, b.organization_id, b.kind, b.status, b.total, b.succeeded, b.failed)
+            sa.select(
+                b.id,
+                b.organization_id,
+                b.kind,
+                b.status,
+                b.total,
+                b.succeeded + b.failed + b.skipped + b.cancelled,
+            )
             .where(b.status.in_(ACTIVE_BULK_STATUSES))
             .order_by(b.created_at.desc())
             .limit(20)

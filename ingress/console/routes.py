@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ingress.console import auth
+from ingress.console.bulkjobs import bulk_routes
 from ingress.console.deadletters import deadletter_routes
 from ingress.console.session import COOKIE, LOGIN_COOKIE, ConsoleSession
 from ingress.console.state import ConsoleState
@@ -37,7 +38,7 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
             request,
             "login.html",
             None,
-            status=status,
+            status_code=status,
             login_token=token,
             error=error,
             next=request.query_params.get("next") or "",
@@ -159,6 +160,7 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
         Route("/numbers", console.page(number_list), methods=["GET"]),
         Route("/numbers/{phone_number_id}/breaker/reset", console.page(reset_breaker), methods=["POST"]),
         *deadletter_routes(console),
+        *bulk_routes(console),
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="console-static"),
     ]
 

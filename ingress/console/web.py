@@ -86,7 +86,7 @@ class Console:
         name: str,
         session: ConsoleSession | None,
         *,
-        status: int = 200,
+        status_code: int = 200,
         **context: Any,
     ) -> Response:
         context.update(
@@ -96,7 +96,7 @@ class Console:
             refresh_seconds=self.state.options.refresh_seconds,
             notice=self._notice(request.query_params.get("notice")),
         )
-        return self.secure(templates.TemplateResponse(request, name, context, status_code=status))
+        return self.secure(templates.TemplateResponse(request, name, context, status_code=status_code))
 
     def redirect(self, path: str, notice: str | None = None) -> Response:
         target = self.url(path) + (f"?notice={quote(self._notices.dumps(notice))}" if notice else "")
