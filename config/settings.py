@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     console_secret: SecretStr | None = None
     # Console: how long a sign-in lasts.
     console_session_seconds: int = Field(default=8 * 3600, ge=60)
+    # Console: mark its cookies Secure (set when it is served over HTTPS, as behind a balancer).
+    console_secure_cookies: bool = False
 
     @field_validator("whatsapp_app_secret", "stripe_webhook_secret", mode="before")
     @classmethod

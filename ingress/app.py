@@ -108,7 +108,7 @@ def create_app(
     readiness = Readiness({}, settings.readiness_timeout_seconds)
     # /api/v1 does SQL (unlike the webhook path); its engine, Redis and broker connect lazily.
     api = ApiState(settings, registry=metrics.registry)
-    console = ConsoleState(api, ConsoleOptions.from_settings(settings))
+    console = ConsoleState(api, ConsoleOptions.from_settings(settings), registry=metrics.registry)
 
     def route(source: WebhookSource, path: str, verify_token: str | None = None) -> WebhookRoute:
         return WebhookRoute(

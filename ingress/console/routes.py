@@ -120,6 +120,8 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
             "api_breaker": api_breaker,
             "queues": queues,
             "queue_error": queue_error,
+            # Fleet-wide traffic, not one tenant's: shown to operators only.
+            "webhook_answers": state.webhook_answers() if session.operator else {},
         }
 
     async def home(request: Request, session: ConsoleSession) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field, replace
 
+from prometheus_client import CollectorRegistry
 from redis import Redis
 from sqlalchemy.engine import Engine
 
@@ -25,22 +26,46 @@ class ConsoleOptions:
     base_path: str = "/console"
     # The broker whose queues the overview shows operators (None: no queue figures).
     rabbitmq_url: str | None = field(default=None, repr=False)
-    queues: tuple[str, ...] = (jobs.INBOUND_QUEUE, jobs.MEDIA_QUEUE, jobs.OUTBOUND_QUEUE, jobs.BILLING_QUEUE)
+    queues: tuple[str, ...] = (
+        jobs.INBOUND_QUEUE, jobs.MEDIA_QUEUE, jobs.OUTBOUND_QUEUE, jobs.BULK_QUEUE, jobs.BILLING_QUEUE,
+    )  # fmt: skip
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConsoleOptions:
-        options = cls(session_seconds=settings.console_session_seconds, rabbitmq_url=settings.rabbitmq_url)
+        options = cls(
+            session_seconds=settings.console_session_seconds,
+            rabbitmq_url=settings.rabbitmq_url,
+            secure_cookies=settings.console_secure_cookies,
+        )
         if settings.console_secret is None:
             return options
         return replace(options, secret=settings.console_secret.get_secret_value())
 
 
 class ConsoleState:
-    """The console shares the API's resources (opened and closed by the app's lifespan)."""
+    """The console shares the API's resources (opened and closed by the app's lifespan), and reads
+    the ingress process's own request counters from `registry` when given."""
 
-    def __init__(self, api: ApiState, options: ConsoleOptions) -> None:
+    def __init__(
+        self, api: ApiState, options: ConsoleOptions, registry: CollectorRegistry | None = None
+    ) -> None:
         self.api = api
         self.options = options
+        self.registry = registry
+
+    def webhook_answers(self) -> dict[str, int]:
+        """This process's webhook answers since it started, by status class ('2xx', '4xx', '5xx')."""
+        classes: dict[str, int] = {}
+        if self.registry is None:
+            return classes
+        for family in self.registry.collect():
+            if family.name != "ingress_requests":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels.get("route", "").startswith("/webhooks/"):
+                    status_class = sample.labels.get("status", "?")[:1] + "xx"
+                    classes[status_class] = classes.get(status_class, 0) + int(sample.value)
+        return classes
 
     @property
     def engine(self) -> Engine:

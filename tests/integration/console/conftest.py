@@ -27,6 +27,7 @@ from db.uow import UnitOfWork
 from domain.apikeys import generate_key
 from ingress.api import ApiOptions, ApiState, api_mount
 from ingress.console import ConsoleOptions, ConsoleState, console_mount
+from ingress.metrics import Metrics
 from tests.support.processes import free_port, wait_for
 from tests.support.tenants import Tenant, make_tenant
 
@@ -38,6 +39,7 @@ class ConsoleSetup:
     app: Starlette
     options: ConsoleOptions
     api: ApiState
+    metrics: Metrics  # the ingress's request counters, which the overview reads
 
 
 def build_console(settings: Settings, namespace: str) -> ConsoleSetup:
@@ -45,7 +47,8 @@ def build_console(settings: Settings, namespace: str) -> ConsoleSetup:
     options = ConsoleOptions(
         breaker_namespace=f"{namespace}:graph:breaker", refresh_seconds=1, rabbitmq_url=settings.rabbitmq_url
     )
-    console = ConsoleState(api, options)
+    metrics = Metrics()
+    console = ConsoleState(api, options, registry=metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -56,7 +59,7 @@ def build_console(settings: Settings, namespace: str) -> ConsoleSetup:
             api.close()
 
     app = Starlette(routes=[api_mount(api), console_mount(console)], lifespan=lifespan)
-    return ConsoleSetup(app, options, api)
+    return ConsoleSetup(app, options, api, metrics)
 
 
 @pytest.fixture(scope="module")

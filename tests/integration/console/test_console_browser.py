@@ -9,7 +9,7 @@ from redis import Redis
 from sqlalchemy.engine import Engine
 
 from services import breaker_keys
-from tests.integration.console.conftest import ConsoleSetup, Served, browser_sign_in, screenshot
+from tests.integration.console.conftest import ConsoleSetup, Served, browser_sign_in
 from tests.support.tenants import Tenant, make_tenant
 
 
@@ -29,7 +29,6 @@ def test_sign_in_by_keyboard_and_see_the_overview(page: Page, served: Served, te
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.get_by_role("heading", name="Dead letters")).to_be_visible()
-    screenshot(page, "overview")
 
 
 def test_reset_a_breaker(

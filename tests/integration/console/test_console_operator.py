@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from db.tables import dead_letters, event_store
 from db.uow import UnitOfWork
-from tests.integration.console.conftest import hidden, operator_key, sign_in
+from tests.integration.console.conftest import ConsoleSetup, hidden, operator_key, sign_in
 from tests.integration.console.test_console_deadletters_browser import _letter
 from tests.support.tenants import Tenant, make_tenant
 
@@ -42,9 +42,24 @@ def test_an_operator_sees_every_tenant_and_the_queues(
     assert 'data-testid="queues"' in overview and "<td>outbound" in overview
 
 
-def test_the_queues_are_not_shown_to_a_tenant(client: TestClient, tenant: Tenant) -> None:
+def test_the_queues_and_webhook_answers_are_not_shown_to_a_tenant(client: TestClient, tenant: Tenant) -> None:
     sign_in(client, tenant.api_key())
-    assert 'data-testid="queues"' not in client.get("/console/").text
+    overview = client.get("/console/").text
+    assert 'data-testid="queues"' not in overview and 'data-testid="webhook-answers"' not in overview
+
+
+def test_an_operator_sees_the_webhook_5xx_answers(
+    client: TestClient, tenant: Tenant, setup: ConsoleSetup
+) -> None:
+    for _ in range(3):
+        setup.metrics.count_request("/webhooks/whatsapp", 503)
+    setup.metrics.count_request("/webhooks/stripe", 200)
+    setup.metrics.count_request("/healthz", 500)  # not a webhook
+    sign_in(client, operator_key(tenant))
+    answers = re.search(r'data-testid="webhook-answers">(.*?)</p>', client.get("/console/").text, re.S).group(
+        1
+    )
+    assert 'class="bad">5xx 3<' in answers and "2xx" in answers
 
 
 def test_discard_the_filtered_set_after_its_preview(
