@@ -39,15 +39,16 @@ def sign_in(engine: Engine, redis: Redis, codec: SessionCodec, key: str, namespa
 
 
 def still_valid(engine: Engine, session: ConsoleSession) -> bool:
-    """The session's key exists, is not revoked and has not expired."""
+    """The session's key exists, is not revoked, has not expired, and is still (or still not) an
+    operator key: a key whose operator flag changed must sign in again."""
     k = api_keys.c
     with UnitOfWork(engine, organization_id=session.organization_id) as uow:
         row = uow.conn.execute(
-            sa.select(k.revoked_at, k.expires_at).where(k.id == UUID(str(session.key_id)))
+            sa.select(k.revoked_at, k.expires_at, k.operator).where(k.id == UUID(str(session.key_id)))
         ).one_or_none()
-    if row is None:
+    if row is None or bool(row.operator) != session.operator:
         return False
     now = datetime.now(UTC)
-    return (row.revoked_at is None or row.revoked_at > now) and (
-        row.expires_at is None or row.expires_at > now
-    )
+    revoked = row.revoked_at is not None and row.revoked_at <= now
+    expired = row.expires_at is not None and row.expires_at <= now
+    return not (revoked or expired)

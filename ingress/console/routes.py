@@ -17,7 +17,7 @@ from ingress.console.deadletters import deadletter_routes
 from ingress.console.session import COOKIE, LOGIN_COOKIE, ConsoleSession
 from ingress.console.state import ConsoleState
 from ingress.console.web import Console
-from services import breaker_keys, breakers, numbers, overview, queue_stats
+from services import audit, breaker_keys, breakers, numbers, overview, queue_stats
 
 
 def _safe_next(console: Console, target: str | None) -> str:
@@ -75,6 +75,10 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
             )
         except auth.SignInRefused as refused:
             return await login_form(request, error=refused.reason, status=401)
+        await run_in_threadpool(
+            audit.record_now, state.engine, session.actor, "console.sign_in",
+            aggregate_type="api_key", aggregate_id=str(session.key_id),
+        )  # fmt: skip
         response = console.redirect("/")
         response.headers["location"] = _safe_next(console, str(form.get("next") or ""))
         response.set_cookie(
@@ -90,6 +94,10 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
         return console.secure(response)
 
     async def logout(request: Request, session: ConsoleSession) -> Response:
+        await run_in_threadpool(
+            audit.record_now, state.engine, session.actor, "console.sign_out",
+            aggregate_type="api_key", aggregate_id=str(session.key_id),
+        )  # fmt: skip
         response = console.redirect("/login")
         response.delete_cookie(COOKIE, path=options.base_path)
         return response

@@ -7,7 +7,7 @@ from redis import Redis
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
-from db.tables import event_store
+from db.tables import api_keys, event_store
 from db.uow import UnitOfWork
 from ingress.console.session import COOKIE
 from services import breaker_keys
@@ -139,3 +139,28 @@ def test_pages_carry_protective_headers(client: TestClient, tenant: Tenant) -> N
 def test_a_forged_notice_is_not_shown(client: TestClient, tenant: Tenant) -> None:
     sign_in(client, tenant.api_key())
     assert "Call this number" not in client.get("/console/numbers?notice=Call+this+number").text
+
+
+def test_signing_in_and_out_is_recorded_and_ends_the_session(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    key = tenant.api_key()
+    csrf = sign_in(client, key)
+    answer = client.post("/console/logout", data={"csrf_token": csrf})
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
+    assert client.get("/console/").status_code == 303
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
+        events = uow.conn.execute(
+            sa.select(event_store.c.event_type).where(event_store.c.aggregate_id == tenant.keys[key])
+            .order_by(event_store.c.id)
+        ).scalars().all()  # fmt: skip
+    assert events == ["console.sign_in", "console.sign_out"]
+
+
+def test_a_key_made_operator_after_sign_in_must_sign_in_again(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    key = tenant.api_key()
+    sign_in(client, key)
+    tenant.execute(sa.update(api_keys).where(api_keys.c.id == tenant.keys[key]).values(operator=True))
+    assert client.get("/console/").status_code == 303
