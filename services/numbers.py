@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from redis import Redis
 from sqlalchemy.engine import Engine
 
+from db.repos import bulk as bulk_repo
 from db.tables import messages, organizations, whatsapp_numbers
 from services import audit, breaker_keys, breakers, tenancy
 from services.audit import Actor
@@ -24,7 +25,8 @@ class NumberView:
     mps: int
     sent_last_minute: int  # outbound messages accepted by Meta in the last 60 s
     queued: int  # accepted sends not yet handed to Meta (paced or waiting for a worker)
-    recipients_24h: int  # distinct recipients messaged in 24 h: what Meta's messaging limit counts
+    recipients_24h: int  # unique recipients in 24 h, counted as the bulk planner counts them
+    messaging_limit: int | None  # Meta's tier for the number (None: not known, or unlimited)
     breaker: BreakerState
 
     @property
@@ -41,12 +43,9 @@ def _stats() -> sa.Subquery:
             .filter(m.sent_at >= sa.func.now() - sa.text("interval '60 seconds'"))
             .label("sent_last_minute"),
             sa.func.count().filter(m.status == "queued").label("queued"),
-            sa.func.count(sa.distinct(m.contact_id))
-            .filter(m.created_at >= sa.func.now() - sa.text("interval '24 hours'"))
-            .label("recipients_24h"),
         )
         .where(m.direction == "outbound")
-        .where(sa.or_(m.status == "queued", m.created_at >= sa.func.now() - sa.text("interval '24 hours'")))
+        .where(sa.or_(m.status == "queued", m.sent_at >= sa.func.now() - sa.text("interval '60 seconds'")))
         .group_by(m.phone_number_id)
         .subquery()
     )
@@ -70,7 +69,7 @@ def list_numbers(
             n.mps,
             sa.func.coalesce(stats.c.sent_last_minute, 0),
             sa.func.coalesce(stats.c.queued, 0),
-            sa.func.coalesce(stats.c.recipients_24h, 0),
+            n.messaging_limit,
         )
         .join(organizations, o.id == n.organization_id)
         .outerjoin(stats, stats.c.phone_number_id == n.phone_number_id)
@@ -78,11 +77,12 @@ def list_numbers(
     )
     with tenancy.unit_of_work(engine, organization_id) as uow:
         rows = uow.conn.execute(query).all()
+        reached = [bulk_repo.recent_recipients(uow.conn, row[2], [])[0] for row in rows]
     labels = [breaker_keys.number_label(row[2]) for row in rows]
     states = breakers.read(redis, namespace, labels)
     return [
-        NumberView(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], states[label])
-        for row, label in zip(rows, labels, strict=True)
+        NumberView(*row[:7], recipients_24h=used, messaging_limit=row[7], breaker=states[label])
+        for row, used, label in zip(rows, reached, labels, strict=True)
     ]
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from redis import Redis
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
-from db.tables import api_keys, event_store
+from db.tables import api_keys, contacts, event_store, messages
 from db.uow import UnitOfWork
 from ingress.console.session import COOKIE
 from services import breaker_keys
 from tests.integration.console.conftest import ConsoleSetup, hidden, sign_in
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.bulk import set_messaging_limit
+from tests.support.tenants import Tenant, make_tenant, recipient
 
 
 def test_pages_need_a_session(client: TestClient) -> None:
@@ -164,3 +167,27 @@ def test_a_key_made_operator_after_sign_in_must_sign_in_again(
     sign_in(client, key)
     tenant.execute(sa.update(api_keys).where(api_keys.c.id == tenant.keys[key]).values(operator=True))
     assert client.get("/console/").status_code == 303
+
+
+def test_numbers_show_send_rate_backlog_and_messaging_limit_use(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    set_messaging_limit(tenant, 250)
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
+        for i in range(6):
+            contact_id = uow.conn.execute(
+                sa.insert(contacts).values(organization_id=tenant.organization_id, wa_id=recipient())
+                .returning(contacts.c.id)
+            ).scalar_one()  # fmt: skip
+            uow.conn.execute(sa.insert(messages).values(
+                organization_id=tenant.organization_id, contact_id=contact_id, phone_number_id=tenant.number,
+                direction="outbound", type="text", status="sent" if i < 5 else "queued",
+                sent_at=sa.func.now() if i < 5 else None,
+            ))  # fmt: skip
+        uow.commit()
+    sign_in(client, tenant.api_key())
+    row = re.search(rf'id="n-{tenant.number}".*?</tr>', client.get("/console/numbers").text, re.S).group(0)
+    cells = [
+        re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r'<td class="num"[^>]*>(.*?)</td>', row, re.S)
+    ]
+    assert cells == ["80", "0.1", "1", "6 / 250 (2 %)"]
