@@ -31,6 +31,11 @@ def _uuid(value: str) -> UUID | None:
         return None
 
 
+def _percent(task: letters.Redrive) -> int:
+    done = task.moved + task.failed + task.skipped
+    return 100 if task.matched == 0 else min(100, int(100 * done / task.matched))
+
+
 def deadletter_routes(console: Console) -> list[BaseRoute]:
     state = console.state
 
@@ -216,6 +221,10 @@ def deadletter_routes(console: Console) -> list[BaseRoute]:
         discarded = await run_in_threadpool(run)
         return console.redirect("/dead-letters", notice=f"{discarded} dead letters discarded.")
 
+    async def redrives(request: Request, session: ConsoleSession) -> Response:
+        tasks = await run_in_threadpool(letters.list_redrives, state.engine, session.letters, limit=50)
+        return console.render(request, "redrives.html", session, tasks=tasks, percent=_percent)
+
     async def redrive(request: Request, session: ConsoleSession) -> Response:
         return await _redrive_page(request, session, "redrive.html")
 
@@ -263,6 +272,7 @@ def deadletter_routes(console: Console) -> list[BaseRoute]:
         Route("/dead-letters", console.page(index), methods=["GET"]),
         Route("/dead-letters/preview/{action}", console.page(preview), methods=["GET"]),
         Route("/dead-letters/redrives", console.page(start_redrive), methods=["POST"]),
+        Route("/dead-letters/redrives", console.page(redrives), methods=["GET"]),
         Route("/dead-letters/discard", console.page(discard_filtered), methods=["POST"]),
         Route("/dead-letters/redrives/{redrive_id}", console.page(redrive), methods=["GET"]),
         Route("/fragments/redrives/{redrive_id}", console.page(redrive_fragment), methods=["GET"]),

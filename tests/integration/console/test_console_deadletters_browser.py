@@ -75,6 +75,10 @@ def test_a_failed_job_is_seen_inspected_retried_after_the_preview_and_gone(
     expect(page.get_by_test_id("redrive-percent")).to_have_text("100 %")
     assert failing.done.wait(30), "the retried job did not run"
 
+    page.goto(f"{served.url}/console/dead-letters/redrives")
+    expect(page.get_by_test_id("redrive-row").filter(has_text="queue=" + failing.queue)).to_contain_text(
+        "finished"
+    )
     page.goto(f"{served.url}/console/dead-letters?queue={failing.queue}")
     expect(page.get_by_test_id("dead-letter-row")).to_have_count(0)
     expect(page.get_by_test_id("match-count")).to_have_text("0")
