@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     dead_letter_sweep_max: int = Field(default=5, ge=0)
     dead_letter_retention_days: float = Field(default=30.0, gt=0)
     dead_letter_outage_hold_seconds: float = Field(default=4 * 3600.0, ge=0)
+    # Console: the key signing its session cookies (unset: a random one per process, so sessions end
+    # with the process and several web processes do not share them; set it in production).
+    console_secret: SecretStr | None = None
+    # Console: how long a sign-in lasts.
+    console_session_seconds: int = Field(default=8 * 3600, ge=60)
+    # Console: mark its cookies Secure (set when it is served over HTTPS, as behind a balancer).
+    console_secure_cookies: bool = False
 
     # Observability. Metrics are served on internal ports, one per process group, never on $PORT.
     metrics_host: str = "127.0.0.1"

@@ -21,6 +21,7 @@ from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from domain import jobs
 from ingress.api import ApiState, api_mount
+from ingress.console import ConsoleOptions, ConsoleState, console_mount
 from ingress.health import (
     Probe,
     Readiness,
@@ -116,6 +117,7 @@ def create_app(
     readiness = Readiness({}, settings.readiness_timeout_seconds)
     # /api/v1 does SQL (unlike the webhook path); its engine, Redis and broker connect lazily.
     api = ApiState(settings, registry=metrics.registry)
+    console = ConsoleState(api, ConsoleOptions.from_settings(settings), registry=metrics.registry)
 
     def route(source: WebhookSource, path: str, verify_token: str | None = None) -> WebhookRoute:
         return WebhookRoute(
@@ -197,6 +199,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz_endpoint(readiness), methods=["GET"]),
             api_mount(api),
+            console_mount(console),
         ],
         lifespan=lifespan,
     )

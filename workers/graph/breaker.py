@@ -39,11 +39,12 @@ from prometheus_client import Gauge
 from redis import Redis
 
 from domain.errors import CircuitOpen, FleetError, GraphAmbiguousOutcome, GraphApiTransient
+from services import breaker_keys
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-API_SCOPE = "global"
+API_SCOPE = breaker_keys.API_SCOPE
 STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
 PAIR_RATE_CODE = 131056
 API_HEALTH_CODES = frozenset({1, 2, 131000, 131016})
@@ -113,7 +114,7 @@ class BreakerRegistry:
         self,
         redis: Redis,
         *,
-        namespace: str = "adsapp:graph:breaker",
+        namespace: str = breaker_keys.DEFAULT_NAMESPACE,
         number_policy: BreakerPolicy | None = None,
         api_policy: BreakerPolicy | None = None,
         probe_ttl: float = 15.0,
@@ -130,7 +131,9 @@ class BreakerRegistry:
         self._listener = _GaugeListener()
         self._lock = threading.Lock()
         self._numbers: dict[str, _Scope] = {}
-        self._api = self._build(API_SCOPE, f"{namespace}:{API_SCOPE}", self._api_policy, counts_against_api)
+        self._api = self._build(
+            API_SCOPE, breaker_keys.scope_prefix(namespace, API_SCOPE), self._api_policy, counts_against_api
+        )
 
     def call(self, phone_number_id: str, fn: Callable[[], T]) -> T:
         """`fn()` if both the API's and the number's breakers admit it, its outcome recorded on both.
@@ -181,9 +184,10 @@ class BreakerRegistry:
             with self._lock:
                 scope = self._numbers.get(phone_number_id)
                 if scope is None:
+                    label = breaker_keys.number_label(phone_number_id)
                     scope = self._build(
-                        f"number:{phone_number_id}",
-                        f"{self._namespace}:number:{phone_number_id}",
+                        label,
+                        breaker_keys.scope_prefix(self._namespace, label),
                         self._number_policy,
                         counts_against_number,
                     )
@@ -205,8 +209,12 @@ class BreakerRegistry:
         )
         BREAKER_STATE.labels(scope=label).set(STATE_VALUES.get(breaker.current_state, 0))
         # pybreaker's own key layout (CircuitRedisStorage._namespace), read together by `_quiet`.
-        quiet_keys = (f"{key_prefix}:pybreaker:state", f"{key_prefix}:pybreaker:fail_counter")
-        return _Scope(label, breaker, storage, f"{key_prefix}:probe", policy.reset_timeout, quiet_keys)
+        quiet_keys = (
+            breaker_keys.pybreaker_key(key_prefix, "state"),
+            breaker_keys.pybreaker_key(key_prefix, "fail_counter"),
+        )
+        probe = breaker_keys.probe_key(key_prefix)
+        return _Scope(label, breaker, storage, probe, policy.reset_timeout, quiet_keys)
 
     def _admit(self, scope: _Scope) -> str | None:
         """None when closed; a probe token when this caller is the fleet's one probe."""

@@ -1,0 +1,193 @@
+"""Sign-in, the session cookie, CSRF and tenant isolation of the console, over HTTP."""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from redis import Redis
+from sqlalchemy.engine import Engine
+from starlette.testclient import TestClient
+
+from db.tables import api_keys, contacts, event_store, messages
+from db.uow import UnitOfWork
+from ingress.console.session import COOKIE
+from services import breaker_keys
+from tests.integration.console.conftest import ConsoleSetup, hidden, sign_in
+from tests.support.bulk import set_messaging_limit
+from tests.support.tenants import Tenant, make_tenant, recipient
+
+
+def test_pages_need_a_session(client: TestClient) -> None:
+    answer = client.get("/console/numbers")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/login?next=%2Fconsole%2Fnumbers"
+
+
+def test_a_wrong_key_is_refused_and_sets_no_session(client: TestClient) -> None:
+    form = client.get("/console/login")
+    answer = client.post(
+        "/console/login", data={"csrf_token": hidden(form.text, "csrf_token"), "api_key": "adsk_nope"}
+    )
+    assert answer.status_code == 401
+    assert "not valid" in answer.text.lower() or "invalid" in answer.text.lower()
+    assert COOKIE not in answer.cookies
+
+
+def test_the_session_cookie_is_signed_httponly_samesite_and_expiring(
+    client: TestClient, tenant: Tenant
+) -> None:
+    key = tenant.api_key()
+    form = client.get("/console/login")
+    answer = client.post(
+        "/console/login",
+        data={"csrf_token": hidden(form.text, "csrf_token"), "api_key": key, "next": "/console/numbers"},
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/numbers"
+    header = next(v for k, v in answer.headers.multi_items() if k == "set-cookie" and v.startswith(COOKIE))
+    attributes = header.lower()
+    assert "httponly" in attributes and "samesite=strict" in attributes and "max-age=28800" in attributes
+    assert key not in header
+    # A tampered cookie is no session.
+    value = answer.cookies[COOKIE]
+    client.cookies.set(COOKIE, value[:-2] + ("AA" if not value.endswith("AA") else "BB"), path="/console")
+    assert client.get("/console/").status_code == 303
+
+
+def test_sign_in_refuses_a_form_not_from_the_console(client: TestClient, tenant: Tenant) -> None:
+    answer = client.post("/console/login", data={"api_key": tenant.api_key(), "csrf_token": "forged"})
+    assert answer.status_code == 403
+    assert COOKIE not in answer.cookies
+
+
+def test_a_revoked_key_ends_its_sessions(client: TestClient, tenant: Tenant) -> None:
+    key = tenant.api_key()
+    sign_in(client, key)
+    assert client.get("/console/").status_code == 200
+    tenant.revoke(key)
+    assert client.get("/console/").status_code == 303
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
+    client: TestClient, tenant: Tenant, redis_client: Redis, setup: ConsoleSetup, engine: Engine
+) -> None:
+    sign_in(client, tenant.api_key())
+    prefix = breaker_keys.scope_prefix(
+        setup.options.breaker_namespace, breaker_keys.number_label(tenant.number)
+    )
+    redis_client.set(breaker_keys.pybreaker_key(prefix, "state"), "open")
+    url = f"/console/numbers/{tenant.number}/breaker/reset"
+    assert client.post(url).status_code == 403
+    assert client.post(url, data={"csrf_token": "wrong"}).status_code == 403
+    assert redis_client.get(breaker_keys.pybreaker_key(prefix, "state")) == b"open"
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
+        assert (
+            uow.conn.execute(
+                sa.select(sa.func.count())
+                .select_from(event_store)
+                .where(event_store.c.event_type == "breaker.reset")
+            ).scalar_one()
+            == 0
+        )
+
+
+def test_a_breaker_reset_closes_it_and_is_recorded_with_who_did_it(
+    client: TestClient, tenant: Tenant, redis_client: Redis, setup: ConsoleSetup, engine: Engine
+) -> None:
+    key = tenant.api_key()
+    csrf = sign_in(client, key)
+    prefix = breaker_keys.scope_prefix(
+        setup.options.breaker_namespace, breaker_keys.number_label(tenant.number)
+    )
+    redis_client.mset({breaker_keys.pybreaker_key(prefix, "state"): "open",
+                       breaker_keys.pybreaker_key(prefix, "fail_counter"): 5})  # fmt: skip
+    assert ">open<" in client.get("/console/numbers").text
+    answer = client.post(f"/console/numbers/{tenant.number}/breaker/reset", data={"csrf_token": csrf})
+    assert answer.status_code == 303
+    assert redis_client.get(breaker_keys.pybreaker_key(prefix, "state")) == b"closed"
+    page = client.get(answer.headers["location"]).text
+    assert f"Breaker of {tenant.number} reset." in page and ">closed<" in page
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
+        row = uow.conn.execute(
+            sa.select(event_store.c.aggregate_id, event_store.c.payload).where(
+                event_store.c.event_type == "breaker.reset"
+            )
+        ).one()
+    assert row.aggregate_id == tenant.number
+    assert row.payload["actor"]["key_id"] == tenant.keys[key]
+    assert row.payload["actor"]["via"] == "console"
+    assert row.payload["previous_state"] == "open"
+
+
+def test_a_tenant_sees_and_resets_only_its_own_numbers(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    other = make_tenant(engine)
+    csrf = sign_in(client, tenant.api_key())
+    page = client.get("/console/numbers").text
+    assert tenant.number in page
+    assert other.number not in page
+    answer = client.post(f"/console/numbers/{other.number}/breaker/reset", data={"csrf_token": csrf})
+    assert answer.status_code == 404
+
+
+def test_pages_carry_protective_headers(client: TestClient, tenant: Tenant) -> None:
+    sign_in(client, tenant.api_key())
+    answer = client.get("/console/")
+    assert answer.status_code == 200
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_a_forged_notice_is_not_shown(client: TestClient, tenant: Tenant) -> None:
+    sign_in(client, tenant.api_key())
+    assert "Call this number" not in client.get("/console/numbers?notice=Call+this+number").text
+
+
+def test_signing_in_and_out_is_recorded_and_ends_the_session(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    key = tenant.api_key()
+    csrf = sign_in(client, key)
+    answer = client.post("/console/logout", data={"csrf_token": csrf})
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
+    assert client.get("/console/").status_code == 303
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
+        events = uow.conn.execute(
+            sa.select(event_store.c.event_type).where(event_store.c.aggregate_id == tenant.keys[key])
+            .order_by(event_store.c.id)
+        ).scalars().all()  # fmt: skip
+    assert events == ["console.sign_in", "console.sign_out"]
+
+
+def test_a_key_made_operator_after_sign_in_must_sign_in_again(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    key = tenant.api_key()
+    sign_in(client, key)
+    tenant.execute(sa.update(api_keys).where(api_keys.c.id == tenant.keys[key]).values(operator=True))
+    assert client.get("/console/").status_code == 303
+
+
+def test_numbers_show_send_rate_backlog_and_messaging_limit_use(
+    client: TestClient, tenant: Tenant, engine: Engine
+) -> None:
+    set_messaging_limit(tenant, 250)
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
+        for i in range(6):
+            contact_id = uow.conn.execute(
+                sa.insert(contacts).values(organization_id=tenant.organization_id, wa_id=recipient())
+                .returning(contacts.c.id)
+            ).scalar_one()  # fmt: skip
+            uow.conn.execute(sa.insert(messages).values(
+                organization_id=tenant.organization_id, contact_id=contact_id, phone_number_id=tenant.number,
+                direction="outbound", type="text", status="sent" if i < 5 else "queued",
+                sent_at=sa.func.now() if i < 5 else None,
+            ))  # fmt: skip
+        uow.commit()
+    sign_in(client, tenant.api_key())
+    row = re.search(rf'id="n-{tenant.number}".*?</tr>', client.get("/console/numbers").text, re.S).group(0)
+    cells = [
+        re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r'<td class="num"[^>]*>(.*?)</td>', row, re.S)
+    ]
+    assert cells == ["80", "0.1", "1", "6 / 250 (2 %)"]
