@@ -24,7 +24,9 @@ class Group:
 
 GROUPS: dict[str, Group] = {
     "inbound": Group(("inbound", "media"), processes=2, threads=8, metrics_port=9191),
-    "outbound": Group(("outbound",), processes=1, threads=16, metrics_port=9192),
+    # Each thread waits on one send of the process's event loop: threads = sends in flight
+    # (OUTBOUND_IN_FLIGHT), 2 × 256 serve a 1,000-mps number at Meta's ~250 ms.
+    "outbound": Group(("outbound",), processes=2, threads=256, metrics_port=9192),
     "bulk": Group(("bulk",), processes=1, threads=4, metrics_port=9193),
     "billing": Group(("billing",), processes=1, threads=2, metrics_port=9194),
     "maintenance": Group(("maintenance",), processes=1, threads=2, metrics_port=9195),

@@ -71,6 +71,56 @@ if #KEYS > 1 then take(KEYS[2], p, prate, pburst) end
 return {0, 0}
 """
 
+# Several sends of one number at once, in order: each gets a number token and its recipient's pair
+# token, or the wait for whichever it lacks (and takes neither). One call per batch of a process's
+# waiting sends instead of one per send and retry.
+_ACQUIRE_MANY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+local function level(key, rate, burst)
+  local v = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens, ts = tonumber(v[1]), tonumber(v[2])
+  if tokens == nil or ts == nil then return burst end
+  local elapsed = now - ts
+  if elapsed < 0 then elapsed = 0 end
+  tokens = tokens + elapsed * rate / 1000000
+  if tokens > burst then tokens = burst end
+  return tokens
+end
+
+local function store(key, tokens, rate, burst)
+  redis.call('HSET', key, 'tokens', string.format('%.6f', tokens), 'ts', string.format('%.0f', now))
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+end
+
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local prate, pburst = tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = level(KEYS[1], rate, burst)
+local granted = 0
+local out = {}
+for i = 2, #KEYS do
+  if n < 1 then
+    out[#out + 1] = math.ceil((1 - n) * 1000000 / rate)
+    out[#out + 1] = 1
+  else
+    local p = level(KEYS[i], prate, pburst)
+    if p < 1 then
+      out[#out + 1] = math.ceil((1 - p) * 1000000 / prate)
+      out[#out + 1] = 2
+    else
+      store(KEYS[i], p - 1, prate, pburst)
+      n = n - 1
+      granted = granted + 1
+      out[#out + 1] = 0
+      out[#out + 1] = 0
+    end
+  end
+end
+if granted > 0 then store(KEYS[1], n, rate, burst) end
+return out
+"""
+
 _REASONS = {1: "throughput", 2: "pair rate"}
 
 
@@ -95,6 +145,7 @@ class Pacer:
         self._pair_burst = pair_burst
         self._sleep = sleep
         self._script = redis.register_script(_ACQUIRE)
+        self._script_many = redis.register_script(_ACQUIRE_MANY)
 
     def acquire(self, phone_number_id: str, mps: float, recipient: str | None = None) -> float:
         """Take a send token: 0.0 when granted, else the seconds until one may be (nothing taken)."""
@@ -119,6 +170,23 @@ class Pacer:
                 raise PacingDeferred(wait, reason)
             # A little jitter so the threads that lost the same token do not all wake together.
             self._sleep(wait * (1.0 + 0.1 * random.random()))
+
+    def acquire_many(
+        self, phone_number_id: str, mps: float, recipients: list[str]
+    ) -> list[tuple[float, str]]:
+        """For each send to these recipients, in order: (0.0, "") when it got its number and pair
+        tokens, else (seconds until it may, "throughput" or "pair rate") with nothing taken."""
+        if mps <= 0:
+            raise ValueError(f"mps must be positive, got {mps}")
+        if not recipients:
+            return []
+        tag = f"{self._namespace}:{{{phone_number_id}}}"
+        keys = [f"{tag}:rate", *(f"{tag}:pair:{r}" for r in recipients)]
+        args = [mps, max(1.0, mps * self._burst_seconds), self._pair_rate, self._pair_burst]
+        flat = self._script_many(keys=keys, args=args)
+        return [
+            (int(flat[i]) / 1_000_000, _REASONS.get(int(flat[i + 1]), "")) for i in range(0, len(flat), 2)
+        ]
 
     def _try(self, phone_number_id: str, mps: float, recipient: str | None) -> tuple[float, str]:
         if mps <= 0:
