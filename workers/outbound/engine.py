@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import uvloop
 
