@@ -64,14 +64,20 @@ def test_a_deferral_touches_the_row_so_the_orphan_sweep_leaves_it(
     redis_client: Redis,
 ) -> None:
     to = tenant.contact()
-    slow = replace(deps, pacer=Pacer(redis_client, namespace=f"{namespace}:touch", pair_rate=0.01, pair_burst=1))
+    slow = replace(
+        deps, pacer=Pacer(redis_client, namespace=f"{namespace}:touch", pair_rate=0.01, pair_burst=1)
+    )
     assert send_message(queue(tenant, to=to), slow) is SendOutcome.SENT
     deferred = queue(tenant, to=to)
     long_ago = datetime.now(UTC) - timedelta(hours=1)
-    tenant.execute(sa.update(messages).where(messages.c.id == deferred.message_id).values(updated_at=long_ago))
+    tenant.execute(
+        sa.update(messages).where(messages.c.id == deferred.message_id).values(updated_at=long_ago)
+    )
     assert deferred.message_id in _orphans(tenant)  # untouched for an hour: looks orphaned
 
-    tenant.execute(sa.update(messages).where(messages.c.id == deferred.message_id).values(updated_at=long_ago))
+    tenant.execute(
+        sa.update(messages).where(messages.c.id == deferred.message_id).values(updated_at=long_ago)
+    )
     assert send_message(deferred, slow) is SendOutcome.DEFERRED
     assert publisher.jobs[-1].kwargs["message_id"] == str(deferred.message_id)
     row = tenant.message(deferred.message_id)
