@@ -14,7 +14,6 @@ import json
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -23,33 +22,9 @@ import sqlalchemy as sa
 from bench.fake_graph import start_fake_graph
 from bench.history import bench_database_url
 from bench.outbound import insert_queued, setup_tenants
-
-
-def _process_cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _postgres_cpu() -> dict[int, float]:
-    """CPU of every process of the user running Postgres (backends come and go: keyed by pid)."""
-    cpu: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    cpu[int(entry.name)] = _process_cpu_seconds(int(entry.name))
-            except OSError:
-                continue
-    return cpu
-
-
-def _redis_cpu(client: redis.Redis) -> float:
-    info: dict[str, Any] = client.info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+from bench.procstat import cpu_seconds as _process_cpu_seconds
+from bench.procstat import postgres_cpu as _postgres_cpu
+from bench.procstat import redis_cpu as _redis_cpu
 
 
 def _queue(engine: sa.Engine, routes: list[tuple[uuid.UUID, str]], tag: str, count: int) -> list[Any]:
@@ -72,9 +47,10 @@ def main() -> None:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
+    from services.number_routes import NumberRouteCache
     from tests.support.jobs import RecordingPublisher
     from workers.graph import GraphClient
-    from workers.inbound.routes import RouteCache
+    from workers.inbound.statuses import apply_pending_statuses
     from workers.outbound.handler import SendDeps, SendOutcome, send_message
     from workers.outbound.options import GraphAdapters, OutboundOptions
 
@@ -96,8 +72,9 @@ def main() -> None:
             graph=graph.client,
             breakers=graph.breakers,
             pacer=graph.pacer,
-            routes=RouteCache(engine),
+            routes=NumberRouteCache(engine),
             jobs=RecordingPublisher(),
+            catch_up=apply_pending_statuses,
         )
 
         for command in _queue(engine, routes, "warm", args.warmup):
