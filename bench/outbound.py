@@ -280,6 +280,23 @@ class _Cpu:
         }
 
 
+def _outcomes(worker: Any) -> dict[str, dict[str, float]]:
+    """The workers' own send and deferral counters (their Prometheus multiprocess files)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=worker.env["PROMETHEUS_MULTIPROC_DIR"])
+    wanted = {"adsapp_outbound_sends_total": "outcome", "adsapp_outbound_deferrals_total": "reason"}
+    found: dict[str, dict[str, float]] = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            label = wanted.get(sample.name)
+            if label is not None:
+                found.setdefault(sample.name, {})[sample.labels[label]] = sample.value
+    return found
+
+
 def _watch(worker: Any, fake_pid: int, client: redis.Redis) -> tuple[_Cpu, procstat.RssSampler]:
     assert worker.proc is not None
     return _Cpu(worker.proc.pid, fake_pid, client), procstat.RssSampler(worker.proc.pid).start()
@@ -347,6 +364,7 @@ def main() -> None:
                 produce_s = _produce(engine, routes, args.messages, args.rate, args.publishers)
             done = _wait_sent(engine, args.messages, 600)
             cpu_per_send = cpu.per(done)
+            outcomes = _outcomes(worker)
             worker_rss = rss.stop()
             report: dict[str, Any] = {
                 "command": " ".join(
@@ -373,6 +391,7 @@ def main() -> None:
             report["fake_accepted"] = log["total"]
             report["duplicates"] = len(log["duplicates"])
             report["lost"] = args.messages - report["sent"]
+            report["worker_counters"] = outcomes
             report["cpu_us_per_send"] = cpu_per_send
             report["worker_rss_mb"] = worker_rss
             fake_before = procstat.cpu_seconds(fake_pid)

@@ -20,8 +20,9 @@ import uvloop
 
 from workers.outbound.handler import SendCommand, SendOutcome, SendPorts, send_one
 
-# Threads for the blocking Redis and Postgres calls of the batches (one batch per kind at a time).
-_IO_THREADS = 8
+# Threads for the blocking Redis and Postgres calls of the batches (one batch per kind and
+# organization or number at a time); Postgres work also waits for the engine's pooled connections.
+_IO_THREADS = 16
 
 
 class SendEngine:

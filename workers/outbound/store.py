@@ -62,13 +62,18 @@ class PostgresSendStore:
         self._catch_up = catch_up
         self._lease = lease_seconds
         self._billing = billing or BillingGate()
-        self._claims: Coalescer[ClaimKey, Claim | Decided] = Coalescer(self._claim_batch)
-        self._sent: Coalescer[SentKey, datetime | None] = Coalescer(self._sent_batch)
+        # One pair per organization: each organization's transactions are its own (its scope),
+        # so the batches of different organizations run side by side.
+        self._claims: dict[UUID, Coalescer[ClaimKey, Claim | Decided]] = {}
+        self._sent: dict[UUID, Coalescer[SentKey, datetime | None]] = {}
 
     # -- claims ---------------------------------------------------------------------------------
 
     async def claim(self, organization_id: UUID, message_id: UUID) -> Claim | Decided:
-        return await self._claims.submit((organization_id, message_id))
+        coalescer = self._claims.get(organization_id)
+        if coalescer is None:
+            coalescer = self._claims[organization_id] = Coalescer(self._claim_batch)
+        return await coalescer.submit((organization_id, message_id))
 
     def _claim_batch(self, keys: Sequence[ClaimKey]) -> list[Claim | Decided | BaseException]:
         answers: dict[ClaimKey, Claim | Decided | BaseException] = {}
@@ -135,7 +140,10 @@ class PostgresSendStore:
     async def record_sent(
         self, organization_id: UUID, message_id: UUID, attempt: int, wamid: str
     ) -> datetime | None:
-        return await self._sent.submit((organization_id, repo.SentRecord(message_id, attempt, wamid)))
+        coalescer = self._sent.get(organization_id)
+        if coalescer is None:
+            coalescer = self._sent[organization_id] = Coalescer(self._sent_batch)
+        return await coalescer.submit((organization_id, repo.SentRecord(message_id, attempt, wamid)))
 
     def _sent_batch(self, keys: Sequence[SentKey]) -> list[datetime | BaseException | None]:
         by_org: dict[UUID, list[repo.SentRecord]] = defaultdict(list)
