@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"usage: python -m workers.run {{{'|'.join(GROUPS)}}}")
     env = dict(os.environ)
     prepare_metrics(args[0], env)
+    if args[0] == "outbound":
+        # Deferred and retried sends wait unacked in the worker until their ETA (minutes at most,
+        # far under RabbitMQ's consumer timeout); Dramatiq's default of threads × 1000 would let a
+        # deferred campaign pile up to 65,535 of them in each process's memory.
+        env.setdefault("dramatiq_delay_queue_prefetch", "10000")
     cmd = command(args[0], env)
     os.execvpe(cmd[0], cmd, env)  # noqa: S606  (becomes the dramatiq supervisor; signals go straight to it)
 
