@@ -4,9 +4,9 @@
 - `FleetBreakers`: the Redis-backed `BreakerRegistry`. The common case (both breakers closed with
   no failure counted) costs one MGET shared by every send that asks at the same moment; anything
   else (probes, failures) goes through the registry as it is, in a worker thread.
-- `FleetPacer`: the Redis token buckets of `Pacer`. The sends of one number waiting in a process
-  queue in line and take their tokens together (one script run per batch), so hundreds of waiting
-  sends do not each poll Redis.
+- `FleetPacer`: the fleet-wide pacing of `Pacer`. The sends of one number asking at the same
+  moment get their send slots together (one script run), then each sleeps until its slot, so
+  hundreds of waiting sends do not each poll Redis.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from domain.errors import PacingDeferred
@@ -24,9 +22,6 @@ from workers.graph.breaker import Admission, BreakerRegistry
 from workers.graph.models import SendResult
 from workers.graph.pacing import Pacer
 from workers.outbound.coalesce import Coalescer
-
-# Tokens asked for at once per number: a second's worth at 1,000 mps is a few of these.
-_PACE_BATCH = 200
 
 
 class BlockingSender(Protocol):
@@ -74,78 +69,42 @@ class FleetBreakers:
         return _Ticket(self._registry, admission, False)
 
 
-@dataclass(slots=True)
-class _Waiter:
-    recipient: str
-    deadline: float
-    future: asyncio.Future[tuple[float, str]]
-
-
-@dataclass(slots=True)
-class _Lane:
-    mps: float
-    waiters: deque[_Waiter] = field(default_factory=deque)
-    running: bool = False
+Ask = tuple[str, float, str, float]  # (number, mps, recipient, seconds it may wait)
 
 
 class FleetPacer:
-    def __init__(self, pacer: Pacer, clock: Callable[[], float] = time.monotonic) -> None:
+    """The sends asking at the same moment get their slots in one round trip (a script run per
+    number); each then sleeps until its slot, so no send polls Redis while it waits."""
+
+    def __init__(self, pacer: Pacer) -> None:
         self._pacer = pacer
-        self._clock = clock
-        self._lanes: dict[str, _Lane] = {}
+        self._asks: Coalescer[Ask, tuple[bool, float, str]] = Coalescer(self._reserve)
+
+    def _reserve(self, asks: Sequence[Ask]) -> list[tuple[bool, float, str]]:
+        positions: dict[str, list[int]] = {}
+        for i, (number, _, _, _) in enumerate(asks):
+            positions.setdefault(number, []).append(i)
+        groups = [
+            (number, asks[at[-1]][1], [(asks[i][2], asks[i][3]) for i in at])
+            for number, at in positions.items()
+        ]
+        answers: list[tuple[bool, float, str]] = [(False, 0.0, "")] * len(asks)
+        for at, got in zip(positions.values(), self._pacer.reserve_for_numbers(groups), strict=True):
+            for i, answer in zip(at, got, strict=True):
+                answers[i] = answer
+        return answers
 
     async def take(self, phone_number_id: str, mps: float, recipient: str, max_wait: float) -> None:
+        deadline = time.monotonic() + max_wait
         while True:
-            started = self._clock()
-            future: asyncio.Future[tuple[float, str]] = asyncio.get_running_loop().create_future()
-            lane = self._lanes.get(phone_number_id)
-            if lane is None:
-                lane = self._lanes[phone_number_id] = _Lane(mps)
-            lane.mps = mps
-            lane.waiters.append(_Waiter(recipient, started + max_wait, future))
-            if not lane.running:
-                lane.running = True
-                asyncio.get_running_loop().create_task(self._serve(phone_number_id, lane))
-            wait, reason = await future
-            if wait == 0.0:
+            left = deadline - time.monotonic()
+            ask = (phone_number_id, mps, recipient, max(0.0, left))
+            granted, wait, reason = await self._asks.submit(ask)
+            if granted:
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 return
-            # Only a recipient's pair limit comes back here: wait it out if it is short.
-            if wait > max_wait - (self._clock() - started):
+            # Only a recipient's pair limit is worth waiting out here, if it is short.
+            if reason != "pair rate" or wait > deadline - time.monotonic():
                 raise PacingDeferred(wait, reason)
             await asyncio.sleep(wait * (1.0 + 0.1 * random.random()))
-            max_wait -= self._clock() - started
-
-    async def _serve(self, phone_number_id: str, lane: _Lane) -> None:
-        """Hand out the number's tokens to its waiting sends in order, a batch per script run."""
-        try:
-            while lane.waiters:
-                batch = [lane.waiters[i] for i in range(min(len(lane.waiters), _PACE_BATCH))]
-                try:
-                    answers = await asyncio.to_thread(
-                        self._pacer.acquire_many, phone_number_id, lane.mps, [w.recipient for w in batch]
-                    )
-                except Exception as exc:
-                    for waiter in batch:
-                        lane.waiters.remove(waiter)
-                        if not waiter.future.done():
-                            waiter.future.set_exception(exc)
-                    continue
-                short = 0.0
-                now = self._clock()
-                for waiter, (wait, reason) in zip(batch, answers, strict=True):
-                    if wait == 0.0 or reason != "throughput" or now + wait > waiter.deadline:
-                        lane.waiters.remove(waiter)
-                        _answer(waiter, (wait, reason))
-                    else:
-                        short = wait if short == 0.0 else min(short, wait)
-                if short > 0.0:
-                    # Out of tokens: come back for a few at once (up to 50 ms of the number's
-                    # rate) rather than one per script run.
-                    await asyncio.sleep(max(short, min(len(lane.waiters), lane.mps * 0.05) / lane.mps))
-        finally:
-            lane.running = False
-
-
-def _answer(waiter: _Waiter, answer: tuple[float, str]) -> None:
-    if not waiter.future.done():
-        waiter.future.set_result(answer)

@@ -16,18 +16,28 @@ from workers.outbound.adapters import FleetPacer
 pytestmark = pytest.mark.integration
 
 
-def test_a_batch_takes_what_the_bucket_holds_and_the_pair_limit_takes_nothing(
+def test_slots_are_spaced_at_the_rate_after_the_burst_and_the_pair_limit_takes_nothing(
     redis_client: Redis, namespace: str
 ) -> None:
     pacer = Pacer(redis_client, namespace=namespace, burst_seconds=0.1, pair_rate=0.1, pair_burst=1)
-    answers = pacer.acquire_many("pn", 50, ["a", "a", "b", "c", "d", "e", "f", "g"])
-    assert answers[0] == (0.0, "")
-    assert answers[1][1] == "pair rate" and 9 < answers[1][0] <= 10  # "a" used its one token
-    assert [a for a in answers[2:] if a == (0.0, "")] == [(0.0, "")] * 4  # 5 tokens in the bucket
-    assert all(reason == "throughput" for _, reason in answers[6:])
-    # The refused pair did not cost the number a token: the next token goes to "h" in ~20 ms.
-    time.sleep(0.03)
-    assert pacer.acquire_many("pn", 50, ["h"]) == [(0.0, "")]
+    sends = [(r, 1.0) for r in ["a", "a", "b", "c", "d", "e", "f", "g"]]
+    answers = pacer.reserve_many("pn", 50, sends)
+    assert answers[0] == (True, 0.0, "")
+    assert answers[1][0] is False and answers[1][2] == "pair rate" and 9 < answers[1][1] <= 10
+    granted = [wait for ok, wait, _ in answers if ok]
+    assert granted[:5] == [0.0] * 5  # the burst: 5 slots at once
+    # Then one every 20 ms; the refused pair took no slot.
+    assert [round(w, 2) for w in granted[5:]] == [0.02, 0.04]
+
+
+def test_a_slot_further_off_than_the_send_may_wait_is_refused_and_not_taken(
+    redis_client: Redis, namespace: str
+) -> None:
+    pacer = Pacer(redis_client, namespace=namespace, burst_seconds=0.02)
+    answers = pacer.reserve_many("pn", 50, [("a", 0.0), ("b", 0.01), ("c", 1.0)])
+    assert answers[0] == (True, 0.0, "")
+    assert answers[1][0] is False and answers[1][2] == "throughput"
+    assert answers[2][0] is True and 0.015 < answers[2][1] <= 0.02  # b's slot went to c
 
 
 def test_waiting_sends_of_a_number_are_held_to_its_rate(redis_client: Redis, namespace: str) -> None:
