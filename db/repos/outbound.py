@@ -8,7 +8,6 @@ overwrite another attempt's outcome.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -265,29 +264,36 @@ def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUI
     It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
     conditions match the partial index of pending sends, which the planner then prefers to the
     primary key whenever its statistics predate a burst of queued sends."""
-    rows = conn.execute(
+    claimed = (
         sa.update(messages)
         .where(messages.c.id == sa.any_(_ids(message_ids)), messages.c.status == QUEUED)
         .where(messages.c.wamid.is_(None))
         .values(status=SENDING, attempts=messages.c.attempts + 1, updated_at=sa.func.now())
         .returning(messages.c.id, messages.c.organization_id, messages.c.attempts, messages.c.raw,
                    messages.c.created_at)
-    ).all()  # fmt: skip
-    first = Counter(r.organization_id for r in rows if r.attempts == 1)
-    if first:
-        stmt = insert(usage_counters).values(
-            [
-                {"organization_id": org, "period": period_of(), "metric": MESSAGES_METRIC, "value": n}
-                for org, n in first.items()
-            ]
+        .cte("claimed")
+    )  # fmt: skip
+    first = (
+        sa.select(
+            claimed.c.organization_id,
+            sa.literal(period_of()).label("period"),
+            sa.literal(MESSAGES_METRIC).label("metric"),
+            sa.func.count().label("value"),
         )
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[usage_counters.c.organization_id, usage_counters.c.period,
-                                usage_counters.c.metric],
-                set_={"value": usage_counters.c.value + stmt.excluded.value},
-            )
-        )  # fmt: skip
+        .where(claimed.c.attempts == 1)
+        .group_by(claimed.c.organization_id)
+    )
+    counted = insert(usage_counters).from_select(["organization_id", "period", "metric", "value"], first)
+    counted = counted.on_conflict_do_update(
+        index_elements=[usage_counters.c.organization_id, usage_counters.c.period, usage_counters.c.metric],
+        set_={"value": usage_counters.c.value + counted.excluded.value},
+    )
+    # One statement, one round trip: the claim and the count of first attempts.
+    rows = conn.execute(
+        sa.select(claimed.c.id, claimed.c.attempts, claimed.c.raw, claimed.c.created_at).add_cte(
+            counted.cte("counted")
+        )
+    ).all()
     return {r.id: Claimed(int(r.attempts), r.raw or {}, r.created_at) for r in rows}
 
 

@@ -83,3 +83,31 @@ def test_a_deferral_touches_the_row_so_the_orphan_sweep_leaves_it(
     row = tenant.message(deferred.message_id)
     assert row["status"] == "queued" and row["updated_at"] > long_ago + timedelta(minutes=59)
     assert deferred.message_id not in _orphans(tenant)
+
+
+def _usage(tenant: Tenant) -> int:
+    from db.repos.billing import MESSAGES_METRIC, period_of
+    from db.tables import usage_counters
+
+    with UnitOfWork(tenant.engine, system=True) as uow:
+        value = uow.conn.execute(
+            sa.select(usage_counters.c.value).where(
+                usage_counters.c.organization_id == tenant.organization_id,
+                usage_counters.c.period == period_of(),
+                usage_counters.c.metric == MESSAGES_METRIC,
+            )
+        ).scalar()
+    return int(value or 0)
+
+
+def test_a_message_counts_against_the_plan_once_on_its_first_attempt(
+    deps: SendDeps, fake: RunningFakeGraph, tenant: Tenant
+) -> None:
+    before = _usage(tenant)
+    cmd = queue(tenant)
+    fake.add_fault(kind="error", code=131000, count=1)
+    with pytest.raises(Exception, match="131000|Something went wrong"):
+        send_message(cmd, deps)
+    assert send_message(cmd, deps) is SendOutcome.SENT
+    assert tenant.message(cmd.message_id)["attempts"] == 2
+    assert _usage(tenant) == before + 1
