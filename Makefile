@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+# Development mode: the published development secrets and token key are accepted (never elsewhere).
+export APP_ENV ?= development
 
 .PHONY: run test install migrate lint typecheck unit integration bench clean
 
@@ -26,6 +28,7 @@ run: migrate
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy --strict config domain db services ingress workers

@@ -2,7 +2,8 @@
 
 One line per record, so a log shipper needs no multi-line parsing. Fields passed through
 `extra={...}` land at the top level of the object; a request id set in `request_id_var` is added to
-every record logged while it is set (the ingress sets it per request, a worker per message).
+every record logged while it is set (the ingress sets it per request, a worker per message), and so
+are the trace and span ids of the current OpenTelemetry span when tracing is on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextvars import ContextVar
 from typing import Any, Final
 
 import orjson
+from opentelemetry import trace
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -34,6 +36,10 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id is not None:
             entry["request_id"] = request_id
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = format(span_context.trace_id, "032x")
+            entry["span_id"] = format(span_context.span_id, "016x")
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

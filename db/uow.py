@@ -19,8 +19,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from db import outbox, prepared
+from db.engine import system_engine
 from db.prepared import Prepared
 from db.rls import ORG_SETTING, SYSTEM_SETTING
+from db.tracing import commit_span
 from domain.ports import Job, JobPublisher
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,8 @@ class UnitOfWork(_GivesBack):
         return self._conn
 
     def __enter__(self) -> Self:
-        conn = self._engine.connect()
+        # Only the maintenance role's sessions can open the system scope (see db/engine.py).
+        conn = (system_engine(self._engine) if self.system else self._engine).connect()
         try:
             begin_scoped(conn, self.organization_id, self.system, self._generic_plans)
         except BaseException:
@@ -112,7 +115,8 @@ class UnitOfWork(_GivesBack):
     def commit(self) -> None:
         if self._committed:
             raise UnitOfWorkError("a unit of work commits once")
-        self.conn.commit()
+        with commit_span():
+            self.conn.commit()
         self._committed = True
         self._publish_jobs()
         for callback in self._after_commit:
@@ -281,10 +285,11 @@ class BatchedWork(_GivesBack):
             raise UnitOfWorkError("a unit of work commits once")
         assert self._conn is not None
         try:
-            if self._conn.in_transaction():  # something went through SQLAlchemy: let it know
-                self._conn.commit()
-            else:
-                self._dbapi.commit()
+            with commit_span():
+                if self._conn.in_transaction():  # something went through SQLAlchemy: let it know
+                    self._conn.commit()
+                else:
+                    self._dbapi.commit()
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
         self._committed = True

@@ -26,7 +26,6 @@ from ingress.health import (
     Readiness,
     healthz,
     libpq_url,
-    metrics_endpoint,
     postgres_probe,
     rabbitmq_probe,
     readyz_endpoint,
@@ -36,13 +35,15 @@ from ingress.metrics import Metrics
 from ingress.payload import check_stripe_shape, check_whatsapp_shape
 from ingress.publisher import Publisher, RabbitPublisher
 from ingress.signatures import StripeVerifier, WhatsAppVerifier
+from ingress.tracing import server_spans
 from ingress.webhooks import WebhookRoute, WebhookSource
+from services.telemetry import tracing
 
 logger = logging.getLogger(__name__)
 
 WHATSAPP_PATH: Final = "/webhooks/whatsapp"
 STRIPE_PATH: Final = "/webhooks/stripe"
-_ROUTE_LABELS: Final = frozenset({WHATSAPP_PATH, STRIPE_PATH, "/healthz", "/readyz", "/metrics"})
+_ROUTE_LABELS: Final = frozenset({WHATSAPP_PATH, STRIPE_PATH, "/healthz", "/readyz"})
 
 
 class RequestMetrics:
@@ -76,8 +77,16 @@ class IngressApp(Starlette):
     """
 
     webhook_posts: dict[str, WebhookRoute]
+    # OpenTelemetry's ASGI middleware around `dispatch`, when tracing is on (ingress.tracing).
+    traced: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.traced is not None:
+            await self.traced(scope, receive, send)
+            return
+        await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             route = self.webhook_posts.get(scope["path"])
             if route is not None:
@@ -187,17 +196,20 @@ def create_app(
             Route(STRIPE_PATH, stripe, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz_endpoint(readiness), methods=["GET"]),
-            Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
             api_mount(api),
         ],
         lifespan=lifespan,
     )
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.webhook_posts = {WHATSAPP_PATH: whatsapp, STRIPE_PATH: stripe}
+    app.traced = server_spans(app.dispatch)
     app.state.metrics = metrics
     app.state.publisher = publisher
     app.state.readiness = readiness
     return app
 
 
+tracing.configure_tracing(
+    get_settings().otel_service_name or "adsapp-ingress", get_settings().otel_exporter_otlp_endpoint
+)
 app = create_app()

@@ -19,6 +19,7 @@ def encode_message(
     received_at: float,
     request_id: str,
     message_id: str,
+    trace_context: dict[str, str] | None = None,
 ) -> bytes:
     return orjson.dumps(
         {
@@ -26,7 +27,7 @@ def encode_message(
             "actor_name": actor_name,
             "args": [body],
             "kwargs": {"received_at": received_at, "request_id": request_id},
-            "options": {},
+            "options": {"trace_context": trace_context} if trace_context else {},
             "message_id": message_id,
             "message_timestamp": int(time.time() * 1000),
         }

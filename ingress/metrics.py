@@ -12,39 +12,39 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "ingress_requests_total",
+            "adsapp_ingress_requests_total",
             "HTTP requests answered, by route and status.",
             ["route", "status"],
             registry=self.registry,
         )
         self.signature_failures = Counter(
-            "ingress_signature_failures_total",
+            "adsapp_ingress_signature_failures_total",
             "Webhooks refused with 401, by source and reason (missing, malformed, mismatch, timestamp).",
             ["source", "reason"],
             registry=self.registry,
         )
         self.rejected_bodies = Counter(
-            "ingress_rejected_bodies_total",
+            "adsapp_ingress_rejected_bodies_total",
             "Webhooks refused for their body, by source and reason "
             "(too_large, content_type, not_utf8, not_json, too_deep, wrong_shape).",
             ["source", "reason"],
             registry=self.registry,
         )
         self.publish_failures = Counter(
-            "ingress_publish_failures_total",
+            "adsapp_ingress_publish_failures_total",
             "Publishes answered with 503, by reason (unavailable, timeout, nacked, unroutable).",
             ["queue", "reason"],
             registry=self.registry,
         )
         self.publish_latency = Histogram(
-            "ingress_publish_seconds",
+            "adsapp_ingress_publish_seconds",
             "Time from publish to the broker's confirm.",
             ["queue"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.body_size = Histogram(
-            "ingress_body_bytes",
+            "adsapp_ingress_body_bytes",
             "Size of webhook bodies read in full.",
             ["source"],
             buckets=_SIZE_BUCKETS,

@@ -24,6 +24,7 @@ from ingress.message import encode_message
 from ingress.metrics import Metrics
 from ingress.payload import InvalidBody, parse_json
 from ingress.publisher import Publisher, PublishFailed
+from services.telemetry import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class WebhookRoute:
             return
 
         message_id = new_id()
+        span = tracing.start_producer(source.queue_name, message_id)
         message = encode_message(
             queue_name=source.queue_name,
             actor_name=source.actor_name,
@@ -131,11 +133,14 @@ class WebhookRoute:
             received_at=received_at,
             request_id=request_id,
             message_id=message_id,
+            trace_context=tracing.carrier(span) if span is not None else None,
         )
         started = time.perf_counter()
         try:
             await self._publisher.publish(source.queue_name, message, message_id)
         except PublishFailed as exc:
+            if span is not None:
+                tracing.end_failed(span, exc.reason)
             self._metrics.inc(self._metrics.publish_failures, source.queue_name, exc.reason)
             logger.error(
                 "webhook not queued; asking the sender to retry",
@@ -143,6 +148,8 @@ class WebhookRoute:
             )
             await self._respond(send, 503, b'{"error":"queue_unavailable"}', request_id)
             return
+        if span is not None:
+            span.end()
         self._metrics.observe(self._metrics.publish_latency, time.perf_counter() - started, source.queue_name)
         await self._respond(send, 200, _QUEUED, request_id)
 

@@ -19,11 +19,12 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
-from dramatiq.middleware.prometheus import Prometheus
 
 from config import Settings, get_settings
+from services.telemetry.dramatiq_context import TraceContext
 from workers.consumer import QueuedAckRabbitmqBroker
 from workers.deadletters import DeadLetterRecorder
+from workers.metrics import GroupPrometheus, QueueWait
 from workers.resources import ResourcesMiddleware
 
 # Retried and delayed messages sit unacked in worker memory until due; RabbitMQ's consumer timeout
@@ -38,9 +39,11 @@ def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
     settings = settings or get_settings()
     # Dramatiq's exposition only works in processes its CLI booted with a multiprocess directory
     # (workers/run.py sets one up); elsewhere (the scheduler, in-process tests) it would only fail.
-    metrics = [Prometheus()] if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else []
+    metrics = [GroupPrometheus()] if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else []
     middleware = [
         *metrics,
+        QueueWait(),
+        TraceContext(),
         AgeLimit(),
         TimeLimit(time_limit=TIME_LIMIT_MS),
         ShutdownNotifications(),

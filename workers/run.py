@@ -8,10 +8,11 @@ usual causes of stale or clashing metrics) and then becomes the `dramatiq` comma
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.telemetry.exposition import prepare_multiprocess_dir
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,6 @@ GROUPS: dict[str, Group] = {
     "outbound": Group(("outbound",), processes=2, threads=256, metrics_port=9192),
     "bulk": Group(("bulk",), processes=1, threads=4, metrics_port=9193),
     "billing": Group(("billing",), processes=1, threads=2, metrics_port=9194),
-    "maintenance": Group(("maintenance",), processes=1, threads=2, metrics_port=9195),
 }
 
 
@@ -46,13 +46,12 @@ def command(name: str, env: dict[str, str]) -> list[str]:
 
 def prepare_metrics(name: str, env: dict[str, str]) -> None:
     group = GROUPS[name]
-    root = Path(env.get("METRICS_DIR", "var/prometheus")) / name
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(root)
+    root = prepare_multiprocess_dir(Path(env.get("METRICS_DIR", "var/prometheus")) / name, env)
     env["dramatiq_prom_db"] = str(root)
-    env.setdefault("dramatiq_prom_port", str(group.metrics_port))
-    env.setdefault("dramatiq_prom_host", "127.0.0.1")
+    # `<GROUP>_METRICS_PORT` (INBOUND_METRICS_PORT, ...) or Dramatiq's own variable moves the port.
+    port = env.get(f"{name.upper()}_METRICS_PORT") or env.get("dramatiq_prom_port") or str(group.metrics_port)
+    env["dramatiq_prom_port"] = port
+    env["dramatiq_prom_host"] = env.get("METRICS_HOST") or env.get("dramatiq_prom_host") or "127.0.0.1"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,17 +10,26 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import FrameType
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from config import get_settings
 from config.logging import configure_logging
 from db import outbox
 from db.uow import UnitOfWork
+from services.telemetry import tracing
+from services.telemetry.exposition import MetricsServer
 from workers import resources
 from workers.broker import setup_broker
+from workers.fleet_gauges import FleetGauges
 from workers.outbound import sweeps as outbound
+from workers.run import GROUPS
+from workers.scheduler_metrics import observe_sweep
 
 log = logging.getLogger("adsapp.scheduler")
 
@@ -67,19 +76,38 @@ def run(stop: threading.Event, tasks: list[PeriodicTask], res: resources.Resourc
                 done = task.run(res)
                 if done:
                     log.info("sweep done", extra={"task": task.name, "count": done})
+                observe_sweep(task.name, ok=True, count=done)
             except Exception:
                 log.exception("sweep failed", extra={"task": task.name})
+                observe_sweep(task.name, ok=False, count=0)
             task.next_at = time.monotonic() + task.interval_seconds
         next_due = min(t.next_at for t in tasks) if tasks else time.monotonic() + 1.0
         stop.wait(max(0.05, next_due - time.monotonic()))
 
 
+class _Default(Collector):
+    """The default registry's metrics, served beside the fleet gauges."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
+    traced = tracing.configure_tracing(
+        settings.otel_service_name or "adsapp-scheduler", settings.otel_exporter_otlp_endpoint
+    )
     broker = setup_broker(settings)
     res = resources.build(broker, settings)
     stop = threading.Event()
+    gauges = FleetGauges(sorted({queue for group in GROUPS.values() for queue in group.queues}))
+    tasks = [*TASKS, PeriodicTask("fleet-gauges", settings.fleet_gauges_interval_seconds, gauges.refresh)]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(gauges)
+    # The default registry holds this process's own counters (sweeps, and the sweeps' own metrics).
+    registry.register(_Default())
+    metrics = MetricsServer(registry, settings.metrics_host, settings.scheduler_metrics_port).start()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", extra={"signal": signum})
@@ -87,10 +115,13 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log.info("scheduler started", extra={"tasks": [t.name for t in TASKS]})
+    log.info("scheduler started", extra={"tasks": [t.name for t in tasks], "metrics_port": metrics.port})
     try:
-        run(stop, TASKS, res)
+        run(stop, tasks, res)
     finally:
+        metrics.close()
+        if traced is not None:
+            traced.shutdown()
         res.close()
         broker.close()
 

@@ -18,11 +18,14 @@ from typing import Any
 
 import aiohttp
 import orjson
+from opentelemetry import trace
 
 from domain.errors import FleetError, GraphAmbiguousOutcome, GraphApiTransient, GraphErrorInfo, InvalidPayload
 from workers.graph.client import QUICK_RETRY_CODES
 from workers.graph.models import SendResult
 from workers.graph.translate import send_error_from_status
+
+_tracer = trace.get_tracer(__name__)
 
 # Before the request was written: nothing can have reached Meta.
 _NEVER_SENT: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
@@ -98,10 +101,17 @@ class AsyncGraphSender:
     async def _post(self, url: str, content: bytes, headers: dict[str, str], pnid: str) -> SendResult:
         if self._session is None:
             raise RuntimeError("AsyncGraphSender.start() was not awaited")
+        # The HTTP client span of the call (the blocking client's come from httpx's instrumentation;
+        # a no-op unless tracing is configured).
+        attributes = {"http.request.method": "POST", "url.full": url}
         try:
-            async with self._session.post(url, data=content, headers=headers) as response:
-                status, reason = response.status, response.reason or ""
-                raw = await response.read()
+            with _tracer.start_as_current_span(
+                "POST", kind=trace.SpanKind.CLIENT, attributes=attributes
+            ) as span:
+                async with self._session.post(url, data=content, headers=headers) as response:
+                    status, reason = response.status, response.reason or ""
+                    span.set_attribute("http.response.status_code", status)
+                    raw = await response.read()
         except _NEVER_SENT as exc:
             raise _transient(exc) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

@@ -11,9 +11,10 @@ Redis and Postgres work of the sends in flight (`workers.outbound.coalesce`).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import uvloop
@@ -39,11 +40,29 @@ class SendEngine:
         self.ports: SendPorts = asyncio.run_coroutine_threadsafe(make_ports(), self._loop).result(timeout=30)
 
     def send(self, cmd: SendCommand) -> SendOutcome:
-        """Run one send on the loop and wait for its outcome (or its exception)."""
-        return asyncio.run_coroutine_threadsafe(send_one(cmd, self.ports), self._loop).result()
+        """Run one send on the loop and wait for its outcome (or its exception). The send runs in
+        the caller's context (its trace span, for one), as if it had run on the caller's thread."""
+        done: Future[SendOutcome] = Future()
+        context = contextvars.copy_context()
+
+        def start() -> None:
+            task = self._loop.create_task(send_one(cmd, self.ports), context=context)
+            task.add_done_callback(lambda t: _settle(done, t))
+
+        self._loop.call_soon_threadsafe(start)
+        return done.result()
 
     def close(self, timeout: float = 10.0) -> None:
         if self._close_ports is not None and self._loop.is_running():
             asyncio.run_coroutine_threadsafe(self._close_ports(self.ports), self._loop).result(timeout)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
+
+
+def _settle(done: Future[SendOutcome], task: asyncio.Task[SendOutcome]) -> None:
+    if task.cancelled():
+        done.cancel()
+    elif task.exception() is not None:
+        done.set_exception(task.exception())
+    else:
+        done.set_result(task.result())

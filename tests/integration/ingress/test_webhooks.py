@@ -10,9 +10,10 @@ import httpx
 import orjson
 import pytest
 import stripe
+from prometheus_client import generate_latest
 
 from domain import jobs
-from ingress.app import create_app
+from ingress.app import IngressApp, create_app
 from tests.integration.ingress.conftest import make_settings
 from tests.integration.ingress.support import (
     STRIPE_SECRET,
@@ -31,10 +32,14 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def base_url(vhost_url: str) -> Iterator[str]:
-    app = create_app(make_settings(vhost_url, max_body_bytes=64 * 1024), configure_logs=False)
-    with UvicornThread(app) as url:
-        assert wait_for(app.state.publisher.is_ready, 10), "publisher never connected"
+def ingress_app(vhost_url: str) -> IngressApp:
+    return create_app(make_settings(vhost_url, max_body_bytes=64 * 1024), configure_logs=False)
+
+
+@pytest.fixture(scope="module")
+def base_url(ingress_app: IngressApp) -> Iterator[str]:
+    with UvicornThread(ingress_app) as url:
+        assert wait_for(ingress_app.state.publisher.is_ready, 10), "publisher never connected"
         yield url
 
 
@@ -221,7 +226,7 @@ def test_verification_handshake(client: httpx.Client) -> None:
     assert missing.status_code == 403
 
 
-def test_health_ready_and_metrics(client: httpx.Client, queues: QueueReader) -> None:
+def test_health_ready_and_metrics(client: httpx.Client, queues: QueueReader, ingress_app: IngressApp) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
@@ -229,8 +234,9 @@ def test_health_ready_and_metrics(client: httpx.Client, queues: QueueReader) -> 
 
     post_whatsapp(client, whatsapp_body())
     client.post("/webhooks/whatsapp", content=WA, headers=JSON)
-    text = client.get("/metrics").text
-    assert 'ingress_requests_total{route="/webhooks/whatsapp",status="200"}' in text
-    assert 'ingress_signature_failures_total{reason="missing",source="whatsapp"}' in text
-    assert "ingress_publish_seconds_bucket" in text
-    assert "ingress_body_bytes_bucket" in text
+    assert client.get("/metrics").status_code == 404  # served on the internal metrics port only
+    text = generate_latest(ingress_app.state.metrics.registry).decode()
+    assert 'adsapp_ingress_requests_total{route="/webhooks/whatsapp",status="200"}' in text
+    assert 'adsapp_ingress_signature_failures_total{reason="missing",source="whatsapp"}' in text
+    assert "adsapp_ingress_publish_seconds_bucket" in text
+    assert "adsapp_ingress_body_bytes_bucket" in text

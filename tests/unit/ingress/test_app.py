@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from config.logging import JsonFormatter, configure_logging, request_id_var
 from config.settings import Settings
@@ -51,6 +52,13 @@ class FakePublisher:
         if self.failure is not None:
             raise PublishFailed(self.failure)
         self.published.append((queue_name, body))
+
+
+def exposition(client: httpx.AsyncClient) -> str:
+    """The app's metrics as its internal metrics port would serve them (the public app has none)."""
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    return generate_latest(transport.app.state.metrics.registry).decode()  # type: ignore[attr-defined]
 
 
 async def down() -> None:
@@ -94,8 +102,8 @@ async def test_publish_failure_is_503_and_counted(
     publisher.failure = reason
     response = await client.post("/webhooks/whatsapp", content=BODY, headers=signed())
     assert response.status_code == 503
-    metrics = (await client.get("/metrics")).text
-    assert f'ingress_publish_failures_total{{queue="inbound",reason="{reason}"}} 1.0' in metrics
+    metrics = exposition(client)
+    assert f'adsapp_ingress_publish_failures_total{{queue="inbound",reason="{reason}"}} 1.0' in metrics
 
 
 async def test_queued_message_carries_request_id(client: httpx.AsyncClient, publisher: FakePublisher) -> None:
@@ -122,14 +130,14 @@ async def test_readyz_names_the_failing_dependency(client: httpx.AsyncClient) ->
     payload = response.json()
     assert payload["failing"] == ["postgres"]
     assert payload["checks"]["rabbitmq"] == "ok"
-    assert payload["checks"]["postgres"].startswith("down: ConnectionError")
+    assert payload["checks"]["postgres"] == "down"  # the exception's text stays in the log
 
 
 async def test_wrong_methods_and_paths(client: httpx.AsyncClient) -> None:
     assert (await client.put("/webhooks/whatsapp", content=b"{}")).status_code == 405
     assert (await client.get("/webhooks/stripe")).status_code == 405
     assert (await client.get("/nope")).status_code == 404
-    assert 'route="unmatched",status="404"' in (await client.get("/metrics")).text
+    assert 'route="unmatched",status="404"' in exposition(client)
 
 
 async def test_declared_oversize_is_refused_before_reading(client: httpx.AsyncClient) -> None:

@@ -1,0 +1,1 @@
+"""Process plumbing both the ingress and the workers share: metrics exposition and tracing."""
