@@ -144,9 +144,11 @@ def _wait_sent(engine: Any, total: int, timeout: float) -> int:
     settled, the history never is), so polling costs the workers next to nothing."""
     deadline = time.monotonic() + timeout
     pending = total
+    from db.uow import UnitOfWork
+
     while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT set_config('app.system', 'on', false)"))
+        with UnitOfWork(engine, system=True) as uow:
+            conn = uow.conn
             pending = int(
                 conn.execute(
                     sa.text(
@@ -162,8 +164,10 @@ def _wait_sent(engine: Any, total: int, timeout: float) -> int:
 
 
 def _results(engine: Any) -> dict[str, Any]:
-    with engine.connect() as conn:
-        conn.execute(sa.text("SELECT set_config('app.system', 'on', false)"))
+    from db.uow import UnitOfWork
+
+    with UnitOfWork(engine, system=True) as uow:
+        conn = uow.conn
         rows = conn.execute(
             sa.text(f"SELECT status, count(*) FROM messages WHERE {_MINE} GROUP BY status")
         ).all()
