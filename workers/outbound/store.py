@@ -1,9 +1,10 @@
 """The message rows of the send path in Postgres (`SendStore`), claims and wamids batched.
 
-Concurrent claims of one organization share one transaction (one UPDATE for all of them), and so
-do the wamids recorded at the same moment; the rare outcomes (failed, ambiguous, released,
-deferred) are a transaction each. Every transaction commits in exactly one place, at the end of
-its `with UnitOfWork` block, before its callers hear anything.
+The claims of the sends asking at the same moment share one transaction (one UPDATE per
+organization, each under its own tenant scope), and so do the wamids recorded at the same
+moment; the rare outcomes (failed, ambiguous, released, deferred) are a transaction each. Every
+transaction commits in exactly one place, at the end of its `with UnitOfWork` block, before its
+callers hear anything.
 """
 
 from __future__ import annotations
@@ -62,26 +63,26 @@ class PostgresSendStore:
         self._catch_up = catch_up
         self._lease = lease_seconds
         self._billing = billing or BillingGate()
-        # One pair per organization: each organization's transactions are its own (its scope),
-        # so the batches of different organizations run side by side.
-        self._claims: dict[UUID, Coalescer[ClaimKey, Claim | Decided]] = {}
-        self._sent: dict[UUID, Coalescer[SentKey, datetime | None]] = {}
+        # The claims (and the wamids) of every organization asking at the same moment share one
+        # transaction, each organization's statements under its own tenant scope.
+        self._claims: Coalescer[ClaimKey, Claim | Decided] = Coalescer(self._claim_batch)
+        self._sent: Coalescer[SentKey, datetime | None] = Coalescer(self._sent_batch)
 
     # -- claims ---------------------------------------------------------------------------------
 
     async def claim(self, organization_id: UUID, message_id: UUID) -> Claim | Decided:
-        coalescer = self._claims.get(organization_id)
-        if coalescer is None:
-            coalescer = self._claims[organization_id] = Coalescer(self._claim_batch)
-        return await coalescer.submit((organization_id, message_id))
+        return await self._claims.submit((organization_id, message_id))
 
     def _claim_batch(self, keys: Sequence[ClaimKey]) -> list[Claim | Decided | BaseException]:
-        answers: dict[ClaimKey, Claim | Decided | BaseException] = {}
-        for org, ids in _by_org(keys).items():
-            try:
-                answers.update({(org, i): a for i, a in self._claim_org(org, ids).items()})
-            except Exception as exc:  # one organization's trouble is its callers' alone
-                answers.update({(org, i): exc for i in ids})
+        grouped = _by_org(keys)
+        answers: dict[ClaimKey, Claim | Decided] = {}
+        with UnitOfWork(self._engine, organization_id=next(iter(grouped))) as uow:
+            for org, ids in grouped.items():
+                if org != uow.organization_id:
+                    uow.switch_tenant(org)
+                decided = self._decide_claims(uow.conn, org, list(dict.fromkeys(ids)))
+                answers.update({(org, i): a for i, a in decided.items()})
+            uow.commit()
         out: list[Claim | Decided | BaseException] = []
         seen: set[ClaimKey] = set()
         for key in keys:
@@ -89,13 +90,6 @@ class PostgresSendStore:
             out.append(Decided("deferred", self._lease + 1.0, "in_flight") if key in seen else answers[key])
             seen.add(key)
         return out
-
-    def _claim_org(self, org: UUID, ids: list[UUID]) -> dict[UUID, Claim | Decided]:
-        distinct = list(dict.fromkeys(ids))
-        with UnitOfWork(self._engine, organization_id=org) as uow:
-            answers = self._decide_claims(uow.conn, org, distinct)
-            uow.commit()
-        return answers
 
     def _decide_claims(self, conn: Connection, org: UUID, ids: list[UUID]) -> dict[UUID, Claim | Decided]:
         decision = self._billing.check(conn, org)
@@ -140,30 +134,27 @@ class PostgresSendStore:
     async def record_sent(
         self, organization_id: UUID, message_id: UUID, attempt: int, wamid: str
     ) -> datetime | None:
-        coalescer = self._sent.get(organization_id)
-        if coalescer is None:
-            coalescer = self._sent[organization_id] = Coalescer(self._sent_batch)
-        return await coalescer.submit((organization_id, repo.SentRecord(message_id, attempt, wamid)))
+        return await self._sent.submit((organization_id, repo.SentRecord(message_id, attempt, wamid)))
 
     def _sent_batch(self, keys: Sequence[SentKey]) -> list[datetime | BaseException | None]:
         by_org: dict[UUID, list[repo.SentRecord]] = defaultdict(list)
         for org, record in keys:
             by_org[org].append(record)
-        created: dict[UUID, datetime | BaseException | None] = {}
-        for org, records in by_org.items():
-            try:
-                created.update(_retrying(self._sent_org, org, records))
-            except Exception as exc:
-                created.update({r.message_id: exc for r in records})
+        created = _retrying(self._sent_orgs, by_org)
         return [created.get(record.message_id) for _, record in keys]
 
-    def _sent_org(self, org: UUID, records: list[repo.SentRecord]) -> dict[UUID, datetime]:
+    def _sent_orgs(self, by_org: dict[UUID, list[repo.SentRecord]]) -> dict[UUID, datetime]:
         """The wamids, and what arrived for them before they were known, in one transaction."""
-        with UnitOfWork(self._engine, organization_id=org) as uow:
-            recorded = repo.record_sent_many(uow.conn, records)
-            wamids = [r.wamid for r in records if r.message_id in recorded]
-            for wamid in repo.wamids_with_arrivals(uow.conn, wamids):
-                self._catch_up(uow.conn, wamid)
+        recorded: dict[UUID, datetime] = {}
+        with UnitOfWork(self._engine, organization_id=next(iter(by_org))) as uow:
+            for org, records in by_org.items():
+                if org != uow.organization_id:
+                    uow.switch_tenant(org)
+                mine = repo.record_sent_many(uow.conn, records)
+                wamids = [r.wamid for r in records if r.message_id in mine]
+                for wamid in repo.wamids_with_arrivals(uow.conn, wamids):
+                    self._catch_up(uow.conn, wamid)
+                recorded.update(mine)
             uow.commit()
         return recorded
 
