@@ -74,7 +74,18 @@ class PostgresSendStore:
         return await self._claims.submit((organization_id, message_id))
 
     def _claim_batch(self, keys: Sequence[ClaimKey]) -> list[Claim | Decided | BaseException]:
-        grouped = _by_org(keys)
+        answers = _retrying(self._claim_orgs, _by_org(keys))
+        out: list[Claim | Decided | BaseException] = []
+        seen: set[ClaimKey] = set()
+        for key in keys:
+            # A duplicate job in the same batch finds its message claimed by the first, in flight.
+            out.append(Decided("deferred", self._lease + 1.0, "in_flight") if key in seen else answers[key])
+            seen.add(key)
+        return out
+
+    def _claim_orgs(self, grouped: dict[UUID, list[UUID]]) -> dict[ClaimKey, Claim | Decided]:
+        """One transaction; a deadlock victim or a dropped connection is rolled back whole, so it
+        is tried again whole."""
         answers: dict[ClaimKey, Claim | Decided] = {}
         with UnitOfWork(self._engine, organization_id=next(iter(grouped))) as uow:
             for org, ids in grouped.items():
@@ -83,13 +94,7 @@ class PostgresSendStore:
                 decided = self._decide_claims(uow.conn, org, list(dict.fromkeys(ids)))
                 answers.update({(org, i): a for i, a in decided.items()})
             uow.commit()
-        out: list[Claim | Decided | BaseException] = []
-        seen: set[ClaimKey] = set()
-        for key in keys:
-            # A duplicate job in the same batch finds its message claimed by the first, in flight.
-            out.append(Decided("deferred", self._lease + 1.0, "in_flight") if key in seen else answers[key])
-            seen.add(key)
-        return out
+        return answers
 
     def _decide_claims(self, conn: Connection, org: UUID, ids: list[UUID]) -> dict[UUID, Claim | Decided]:
         decision = self._billing.check(conn, org)
@@ -140,7 +145,7 @@ class PostgresSendStore:
         by_org: dict[UUID, list[repo.SentRecord]] = defaultdict(list)
         for org, record in keys:
             by_org[org].append(record)
-        created = _retrying(self._sent_orgs, by_org)
+        created = _retrying(self._sent_orgs, dict(sorted(by_org.items())))
         return [created.get(record.message_id) for _, record in keys]
 
     def _sent_orgs(self, by_org: dict[UUID, list[repo.SentRecord]]) -> dict[UUID, datetime]:
@@ -200,7 +205,9 @@ class PostgresSendStore:
 
 
 def _by_org(keys: Sequence[ClaimKey]) -> dict[UUID, list[UUID]]:
+    """Grouped by organization, in the organizations' order: every process locks the rows of
+    several organizations (their usage counters) in the same order, so none waits in a cycle."""
     grouped: dict[UUID, list[UUID]] = defaultdict(list)
     for org, message_id in keys:
         grouped[org].append(message_id)
-    return grouped
+    return dict(sorted(grouped.items()))
