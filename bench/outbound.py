@@ -1,8 +1,9 @@
 """Outbound benchmark: queued messages through `dramatiq workers.app --queues outbound` to the fake
-Graph API (its own process, 2 ms latency), in a database and vhost of its own.
+Graph API (its own process, `--latency-ms` ± `--jitter-ms`, uniform), in a database and vhost of
+its own, with the default Procfile's outbound group (2 processes of 256 threads).
 
     .venv/bin/python -m bench.outbound [--messages 20000] [--numbers 20] [--mps 1000] [--rate 1500]
-                                       [--backlog]
+                                       [--latency-ms 250 --jitter-ms 50] [--backlog]
 
 By default the workers send while this process is still queueing (sustained: the producer's CPU
 competes with them); `--backlog` queues everything first, then starts the workers, to measure
@@ -13,27 +14,35 @@ but written in batches of 100 straight to Postgres and published from this proce
 per second: the API's own per-request cost is not what is measured here. Prints JSON with:
 - sends_per_s: messages sent / (last sent_at - first sent_at);
 - latency_ms: queued (row created, job published right after) to sent (wamid recorded), p50/p99;
-- httpx_ceiling_per_s: plain httpx posts to the same fake, same latency, as many threads as the
-  workers have, no queue and no database: the most this machine could send;
+- per_number_per_s: each number's sends / its own send span (min, max over the numbers);
+- ceiling_per_s: an aiohttp client posting to the same fake at the same latency with
+  `--ceiling-in-flight` requests in flight (not the fleet's thread count), no queue, no database,
+  no pacing: the most this machine sends; ratio = sends_per_s / min(ceiling, numbers * mps);
+- cpu_us_per_send of the worker processes, Postgres (the machine's server: other clients count
+  too), Redis and the fake, over the fleet's run; the fake's own per request over the ceiling's;
+- worker_rss_mb: per worker process, the peak (high-water mark) and the first and last samples;
 - duplicates (the fake's log, by biz_opaque_callback_data) and lost (rows not `sent`), both 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
+import redis
 import sqlalchemy as sa
 
+from bench import procstat
 from bench.fake_graph import start_fake_graph
 from bench.history import bench_database_url, create_tenants, seed_history
 from bench.paced_load import percentile
@@ -135,9 +144,11 @@ def _wait_sent(engine: Any, total: int, timeout: float) -> int:
     settled, the history never is), so polling costs the workers next to nothing."""
     deadline = time.monotonic() + timeout
     pending = total
+    from db.uow import UnitOfWork
+
     while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT set_config('app.system', 'on', false)"))
+        with UnitOfWork(engine, system=True) as uow:
+            conn = uow.conn
             pending = int(
                 conn.execute(
                     sa.text(
@@ -153,8 +164,10 @@ def _wait_sent(engine: Any, total: int, timeout: float) -> int:
 
 
 def _results(engine: Any) -> dict[str, Any]:
-    with engine.connect() as conn:
-        conn.execute(sa.text("SELECT set_config('app.system', 'on', false)"))
+    from db.uow import UnitOfWork
+
+    with UnitOfWork(engine, system=True) as uow:
+        conn = uow.conn
         rows = conn.execute(
             sa.text(f"SELECT status, count(*) FROM messages WHERE {_MINE} GROUP BY status")
         ).all()
@@ -174,9 +187,27 @@ def _results(engine: Any) -> dict[str, Any]:
                 )
             )
         ]
+        spans = conn.execute(
+            sa.text(
+                "SELECT phone_number_id, count(*), extract(epoch FROM max(sent_at) - min(sent_at)) "
+                f"FROM messages WHERE {_MINE} AND status = 'sent' GROUP BY phone_number_id"
+            )
+        ).all()
+        timeline = [
+            int(r[1])
+            for r in conn.execute(
+                sa.text(
+                    "SELECT date_trunc('second', sent_at) AS s, count(*) FROM messages "
+                    f"WHERE {_MINE} AND status = 'sent' GROUP BY s ORDER BY s"
+                )
+            )
+        ]
+    rates = [int(n) / float(span) for _, n, span in spans if span]
     sent = int(statuses.get("sent", 0))
     return {
+        "per_number_per_s": {"min": round(min(rates), 1), "max": round(max(rates), 1)} if rates else None,
         "statuses": statuses,
+        "sent_per_second": timeline,
         "sent": sent,
         "send_span_s": round(float(span or 0), 3),
         "sends_per_s": round(sent / float(span), 1) if span else None,
@@ -188,35 +219,91 @@ def _results(engine: Any) -> dict[str, Any]:
     }
 
 
-def _httpx_ceiling(url: str, numbers: int, total: int, threads: int) -> float:
-    """Posts straight to the fake from `threads` threads, one client each (sharing one is slower)."""
-    counter = iter(range(total))
-    lock = threading.Lock()
+def _ceiling(url: str, numbers: int, total: int, in_flight: int) -> float:
+    """Posts straight to the fake with `in_flight` requests outstanding (one aiohttp pool)."""
 
-    def run() -> None:
-        with httpx.Client(base_url=url, timeout=10) as client:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                body = {
-                    "messaging_product": "whatsapp",
-                    "to": f"2{i:011d}",
-                    "type": "text",
-                    "text": {"body": "x"},
-                    "biz_opaque_callback_data": f"ceiling-{i}",
-                }
-                client.post(
-                    f"/v21.0/ceiling-pn-{i % numbers}/messages", content=orjson.dumps(body),
-                    headers={"Authorization": "Bearer t", "Content-Type": "application/json"},
-                ).raise_for_status()  # fmt: skip
+    async def run() -> float:
+        counter = iter(range(total))
+        headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+        connector = aiohttp.TCPConnector(limit=in_flight)
+        async with aiohttp.ClientSession(url, connector=connector) as session:
 
-    started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(run) for _ in range(threads)]:
-            future.result()
-    return total / (time.monotonic() - started)
+            async def worker() -> None:
+                for i in counter:
+                    body = {
+                        "messaging_product": "whatsapp",
+                        "to": f"2{i:011d}",
+                        "type": "text",
+                        "text": {"body": "x"},
+                        "biz_opaque_callback_data": f"ceiling-{i}",
+                    }
+                    path = f"/v21.0/ceiling-pn-{i % numbers}/messages"
+                    async with session.post(path, data=orjson.dumps(body), headers=headers) as response:
+                        await response.read()
+                        response.raise_for_status()
+
+            started = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+            return total / (time.monotonic() - started)
+
+    return asyncio.run(run())
+
+
+class _Cpu:
+    """CPU seconds of the worker processes, Postgres, Redis and the fake since `start`."""
+
+    def __init__(self, worker_pid: int | None, fake_pid: int, client: redis.Redis) -> None:
+        self._worker, self._fake, self._redis = worker_pid, fake_pid, client
+        self._start = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        workers = {}
+        if self._worker is not None:
+            workers = {p: procstat.cpu_seconds(p) for p in [self._worker, *procstat.children(self._worker)]}
+        return {
+            "workers": workers,
+            "postgres": procstat.postgres_cpu(),
+            "redis": procstat.redis_cpu(self._redis),
+            "fake": procstat.cpu_seconds(self._fake),
+        }
+
+    def per(self, count: int) -> dict[str, int]:
+        now, then = self._read(), self._start
+
+        def grown(key: str) -> float:
+            return sum(v - then[key].get(p, 0.0) for p, v in now[key].items())
+
+        def us(seconds: float) -> int:
+            return round(seconds / max(1, count) * 1e6)
+
+        return {
+            "workers": us(grown("workers")),
+            "postgres": us(grown("postgres")),
+            "redis": us(now["redis"] - then["redis"]),
+            "fake": us(now["fake"] - then["fake"]),
+        }
+
+
+def _outcomes(worker: Any) -> dict[str, dict[str, float]]:
+    """The workers' own send and deferral counters (their Prometheus multiprocess files)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=worker.env["PROMETHEUS_MULTIPROC_DIR"])
+    wanted = {"adsapp_outbound_sends_total": "outcome", "adsapp_outbound_deferrals_total": "reason"}
+    found: dict[str, dict[str, float]] = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            label = wanted.get(sample.name)
+            if label is not None:
+                found.setdefault(sample.name, {})[sample.labels[label]] = sample.value
+    return found
+
+
+def _watch(worker: Any, fake_pid: int, client: redis.Redis) -> tuple[_Cpu, procstat.RssSampler]:
+    assert worker.proc is not None
+    return _Cpu(worker.proc.pid, fake_pid, client), procstat.RssSampler(worker.proc.pid).start()
 
 
 def main() -> None:
@@ -227,9 +314,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1500.0, help="messages queued per second")
     parser.add_argument("--publishers", type=int, default=8, help="threads publishing with confirms")
     parser.add_argument("--latency-ms", type=float, default=2.0)
+    parser.add_argument("--jitter-ms", type=float, default=None, help="uniform ±; default latency / 5")
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=256, help="per process: the sends it has in flight")
     parser.add_argument("--ceiling-requests", type=int, default=10_000)
+    parser.add_argument("--ceiling-in-flight", type=int, default=512)
     parser.add_argument("--history", type=int, default=2_000, help="messages already stored per tenant")
     parser.add_argument(
         "--backlog", action="store_true", help="queue every message before starting the workers"
@@ -247,21 +336,40 @@ def main() -> None:
         os.environ.update(
             {"DATABASE_URL": db_url, "RABBITMQ_URL": amqp, "LOG_LEVEL": "WARNING", "GRAPH_API_URL": fake_url,
              "OUTBOUND_REDIS_NAMESPACE": f"adsapp-bench:{uuid.uuid4().hex[:8]}",
-             "DATABASE_POOL_SIZE": str(args.threads)}
+             "DATABASE_POOL_SIZE": "8", "OUTBOUND_IN_FLIGHT": str(args.threads),
+             "OUTBOUND_IN_FLIGHT_PER_NUMBER": str(args.threads)}
         )  # fmt: skip
+        jitter = args.latency_ms / 5 if args.jitter_ms is None else args.jitter_ms
+        client = redis.Redis.from_url(get_settings().redis_url)
+        assert fake.proc is not None
+        fake_pid = fake.proc.pid
         get_settings.cache_clear()
         worker: Process | None = None
         try:
-            httpx.post(f"{fake_url}/_fake/config", json={"latency_ms": args.latency_ms}).raise_for_status()
+            latency = {"latency_ms": args.latency_ms, "latency_jitter_ms": jitter}
+            httpx.post(f"{fake_url}/_fake/config", json=latency).raise_for_status()
             engine, routes = setup_tenants(args.numbers, args.mps, args.history)
             workers = {"processes": args.processes, "threads": args.threads, "timeout": 60}
             if args.backlog:  # the workers alone, without the producer beside them
                 produce_s = _produce(engine, routes, args.messages, args.rate, args.publishers)
                 worker = start_worker(["outbound"], **workers)
+                assert worker.proc is not None
+                cpu, rss = (
+                    _Cpu(worker.proc.pid, fake_pid, client),
+                    procstat.RssSampler(worker.proc.pid).start(),
+                )
             else:
                 worker = start_worker(["outbound"], **workers)
+                assert worker.proc is not None
+                cpu, rss = (
+                    _Cpu(worker.proc.pid, fake_pid, client),
+                    procstat.RssSampler(worker.proc.pid).start(),
+                )
                 produce_s = _produce(engine, routes, args.messages, args.rate, args.publishers)
             done = _wait_sent(engine, args.messages, 600)
+            cpu_per_send = cpu.per(done)
+            outcomes = _outcomes(worker)
+            worker_rss = rss.stop()
             report: dict[str, Any] = {
                 "command": " ".join(
                     [os.path.basename(sys.executable), "-m", "bench.outbound", *sys.argv[1:]]
@@ -272,7 +380,7 @@ def main() -> None:
                 "messages": args.messages,
                 "numbers": args.numbers,
                 "mps_per_number": args.mps,
-                "fake_latency_ms": args.latency_ms,
+                "fake_latency_ms": {"mean": args.latency_ms, "jitter_uniform_plus_minus": jitter},
                 "offered_per_s": args.rate,
                 "produce_s": round(produce_s, 2),
                 "produced_per_s": round(args.messages / produce_s, 1),
@@ -287,15 +395,28 @@ def main() -> None:
             report["fake_accepted"] = log["total"]
             report["duplicates"] = len(log["duplicates"])
             report["lost"] = args.messages - report["sent"]
-            report["httpx_ceiling_per_s"] = round(
-                _httpx_ceiling(fake_url, args.numbers, args.ceiling_requests, args.processes * args.threads),
-                1,
+            report["worker_counters"] = outcomes
+            report["cpu_us_per_send"] = cpu_per_send
+            report["worker_rss_mb"] = worker_rss
+            fake_before = procstat.cpu_seconds(fake_pid)
+            ceiling = _ceiling(fake_url, args.numbers, args.ceiling_requests, args.ceiling_in_flight)
+            fake_us = (procstat.cpu_seconds(fake_pid) - fake_before) / args.ceiling_requests * 1e6
+            offered = min(ceiling, args.numbers * args.mps)
+            report["ceiling"] = {
+                "client": f"aiohttp, {args.ceiling_in_flight} in flight, same fake and latency",
+                "per_s": round(ceiling, 1),
+                "fake_cpu_us_per_request": round(fake_us),
+                "target_per_s": args.numbers * args.mps,
+            }
+            report["ratio_to_min_of_ceiling_and_target"] = (
+                round(report["sends_per_s"] / offered, 2) if report.get("sends_per_s") else None
             )
             print(json.dumps(report, indent=2))
         finally:
             if worker is not None:
                 worker.stop()
             fake.stop()
+            client.close()
             get_settings.cache_clear()
             admin.drop_database(get_settings())
 

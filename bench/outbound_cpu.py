@@ -1,8 +1,9 @@
-"""CPU per outbound send, without the broker: one thread runs the send handler on N queued
-messages against a database of its own, the machine's Redis and the fake Graph API (no latency),
-and reports per send the CPU of this process, of Postgres (every server process, WAL writer
-included), of Redis and of the fake. No other load: the figure to compare two versions by, run in
-alternation (CPU time on a shared machine still varies by a third from hour to hour).
+"""CPU per outbound send, without the broker: the workers' send engine runs the send handler on N
+queued messages, one at a time (nothing to batch with), against a database of its own, the
+machine's Redis and the fake Graph API (no latency), and reports per send the CPU of this
+process, of Postgres (every server process, WAL writer included), of Redis and of the fake. No
+other load: the figure to compare two versions by, run in alternation (CPU time on a shared
+machine still varies by a third from hour to hour).
 
     .venv/bin/python -m bench.outbound_cpu [--messages 3000] [--numbers 20]
 """
@@ -14,7 +15,6 @@ import json
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -23,33 +23,9 @@ import sqlalchemy as sa
 from bench.fake_graph import start_fake_graph
 from bench.history import bench_database_url
 from bench.outbound import insert_queued, setup_tenants
-
-
-def _process_cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _postgres_cpu() -> dict[int, float]:
-    """CPU of every process of the user running Postgres (backends come and go: keyed by pid)."""
-    cpu: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    cpu[int(entry.name)] = _process_cpu_seconds(int(entry.name))
-            except OSError:
-                continue
-    return cpu
-
-
-def _redis_cpu(client: redis.Redis) -> float:
-    info: dict[str, Any] = client.info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+from bench.procstat import cpu_seconds as _process_cpu_seconds
+from bench.procstat import postgres_cpu as _postgres_cpu
+from bench.procstat import redis_cpu as _redis_cpu
 
 
 def _queue(engine: sa.Engine, routes: list[tuple[uuid.UUID, str]], tag: str, count: int) -> list[Any]:
@@ -72,11 +48,16 @@ def main() -> None:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
+    from services.number_routes import NumberRouteCache
     from tests.support.jobs import RecordingPublisher
     from workers.graph import GraphClient
-    from workers.inbound.routes import RouteCache
-    from workers.outbound.handler import SendDeps, SendOutcome, send_message
+    from workers.graph.async_client import AsyncGraphSender
+    from workers.inbound.statuses import apply_pending_statuses
+    from workers.outbound.adapters import FleetBreakers, FleetPacer
+    from workers.outbound.engine import SendEngine
+    from workers.outbound.handler import SendOutcome, SendPorts
     from workers.outbound.options import GraphAdapters, OutboundOptions
+    from workers.outbound.store import PostgresSendStore
 
     fake, fake_url = start_fake_graph()
     os.environ["DATABASE_URL"] = bench_database_url()
@@ -91,23 +72,33 @@ def main() -> None:
         client = redis.Redis.from_url(settings.redis_url)
         options = OutboundOptions(redis_namespace=f"adsapp-bench:{uuid.uuid4().hex[:8]}")
         graph = GraphAdapters(GraphClient.from_settings(settings), client, options)
-        deps = SendDeps(
-            engine=engine,
-            graph=graph.client,
-            breakers=graph.breakers,
-            pacer=graph.pacer,
-            routes=RouteCache(engine),
-            jobs=RecordingPublisher(),
-        )
 
+        async def ports() -> SendPorts:
+            sender = AsyncGraphSender(settings.graph_api_url, settings.graph_api_version)
+            await sender.start()
+            store = PostgresSendStore(engine, RecordingPublisher(), apply_pending_statuses)
+            return SendPorts(
+                graph=sender,
+                breakers=FleetBreakers(graph.breakers),
+                pacer=FleetPacer(graph.pacer),
+                routes=NumberRouteCache(engine),
+                store=store,
+            )
+
+        async def close(made: SendPorts) -> None:
+            if isinstance(made.graph, AsyncGraphSender):
+                await made.graph.close()
+
+        # The workers' engine, one send at a time: what a send costs without company to batch with.
+        sends = SendEngine(ports, close)
         for command in _queue(engine, routes, "warm", args.warmup):
-            send_message(command, deps)
+            sends.send(command)
         measured = _queue(engine, routes, "run", args.messages)
         assert fake.proc is not None
         fake_pid = fake.proc.pid
         cpu, wall = time.process_time(), time.perf_counter()
         pg, rd, fk = _postgres_cpu(), _redis_cpu(client), _process_cpu_seconds(fake_pid)
-        outcomes = [send_message(command, deps) for command in measured]
+        outcomes = [sends.send(command) for command in measured]
         pg_after = _postgres_cpu()
         n = args.messages
 
@@ -125,6 +116,7 @@ def main() -> None:
             "fake_graph_cpu_us_per_send": per_send(_process_cpu_seconds(fake_pid) - fk),
             "wall_us_per_send": per_send(time.perf_counter() - wall),
         }
+        sends.close()
         graph.close()
         client.close()
         engine.dispose()

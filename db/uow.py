@@ -112,6 +112,17 @@ class UnitOfWork(_GivesBack):
         """Run `callback` after a successful commit (best effort: for notifications, not jobs)."""
         self._after_commit.append(callback)
 
+    def switch_tenant(self, organization_id: UUID) -> None:
+        """Scope the rest of this tenant transaction to another organization (SET LOCAL, as at
+        its start): each statement sees only the organization scoped when it runs. For work
+        batched over several organizations that may commit together (the send path's claims)."""
+        if self.system:
+            raise UnitOfWorkError("a system unit of work has no tenant to switch")
+        self.conn.exec_driver_sql(
+            f"SELECT set_config('{ORG_SETTING}', %(org)s, true)", {"org": str(organization_id)}
+        )
+        self.organization_id = organization_id
+
     def commit(self) -> None:
         if self._committed:
             raise UnitOfWorkError("a unit of work commits once")

@@ -33,6 +33,9 @@ SENT: Final = "sent"
 FAILED: Final = "failed"
 AMBIGUOUS: Final = "ambiguous"
 
+OUTBOUND: Final = "outbound"  # messages.direction of what the business sends
+REACTION_TYPE: Final = "reaction"
+
 
 def within_customer_window(last_inbound_at: datetime | None, now: datetime) -> bool:
     """Whether a free-form (non-template) message may be sent to this customer now."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import dramatiq
@@ -26,8 +26,15 @@ class Resources:
     redis: redis.Redis
     jobs: BrokerJobPublisher
     graph: GraphAdapters
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_close(self, close: Callable[[], None]) -> None:
+        """Run `close` first when the resources close (what was built over them)."""
+        self.closers.append(close)
 
     def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
         self.graph.close()
         self.engine.dispose()
         self.redis.close()

@@ -25,7 +25,9 @@ class Group:
 
 GROUPS: dict[str, Group] = {
     "inbound": Group(("inbound", "media"), processes=2, threads=8, metrics_port=9191),
-    "outbound": Group(("outbound",), processes=1, threads=16, metrics_port=9192),
+    # Each thread waits on one send of the process's event loop: threads = sends in flight
+    # (OUTBOUND_IN_FLIGHT), 2 × 256 serve a 1,000-mps number at Meta's ~250 ms.
+    "outbound": Group(("outbound",), processes=2, threads=256, metrics_port=9192),
     "bulk": Group(("bulk",), processes=1, threads=4, metrics_port=9193),
     "billing": Group(("billing",), processes=1, threads=2, metrics_port=9194),
 }
@@ -58,6 +60,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"usage: python -m workers.run {{{'|'.join(GROUPS)}}}")
     env = dict(os.environ)
     prepare_metrics(args[0], env)
+    if args[0] == "outbound":
+        # Deferred and retried sends wait unacked in the worker until their ETA (minutes at most,
+        # far under RabbitMQ's consumer timeout); Dramatiq's default of threads × 1000 would let a
+        # deferred campaign pile up to 65,535 of them in each process's memory.
+        env.setdefault("dramatiq_delay_queue_prefetch", "10000")
     cmd = command(args[0], env)
     os.execvpe(cmd[0], cmd, env)  # noqa: S606  (becomes the dramatiq supervisor; signals go straight to it)
 

@@ -15,14 +15,20 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.engine import Connection, RowMapping
 
-from db.prepared import Prepared
 from db.repos.billing import MESSAGES_METRIC, period_of
-from db.tables import contacts, conversations, messages, whatsapp_numbers
-from db.uow import BatchedWork
-from domain.outbound import AMBIGUOUS, FAILED, QUEUED, SENDING
+from db.tables import (
+    contacts,
+    conversations,
+    message_status_events,
+    messages,
+    outbox,
+    usage_counters,
+    whatsapp_numbers,
+)
+from domain.outbound import AMBIGUOUS, FAILED, OUTBOUND, QUEUED, REACTION_TYPE, SENDING, SENT
 
 # --- the send API -------------------------------------------------------------------------------
 
@@ -126,7 +132,7 @@ def insert_queued(conn: Connection, new: NewOutbound) -> bool:
         contact_id=new.contact_id,
         conversation_id=new.conversation_id,
         phone_number_id=new.phone_number_id,
-        direction="outbound",
+        direction=OUTBOUND,
         type=new.type,
         text=new.text,
         context_wamid=new.context_wamid,
@@ -184,7 +190,7 @@ def list_outbound(
     stmt = (
         sa.select(*_VIEW_COLUMNS)
         .select_from(messages.outerjoin(contacts, contacts.c.id == messages.c.contact_id))
-        .where(messages.c.direction == "outbound")
+        .where(messages.c.direction == OUTBOUND)
         .order_by(messages.c.created_at.desc(), messages.c.id.desc())
         .limit(limit)
     )
@@ -196,6 +202,8 @@ def list_outbound(
 
 
 # --- the send worker ----------------------------------------------------------------------------
+# The send worker claims and settles many messages of one organization per statement: at a
+# thousand sends a second the statements, not the rows, are what Postgres and the worker pay for.
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +229,7 @@ def lock_for_claim(conn: Connection, message_id: UUID, lease_seconds: float) -> 
             (messages.c.updated_at + lease <= sa.func.now()).label("lease_expired"),
             sa.func.extract("epoch", messages.c.updated_at + lease - sa.func.now()).label("lease_left"),
         )
-        .where(messages.c.id == message_id, messages.c.direction == "outbound")
+        .where(messages.c.id == message_id, messages.c.direction == OUTBOUND)
         .with_for_update()
     ).one_or_none()
     if row is None:
@@ -244,89 +252,99 @@ class Claimed:
     created_at: datetime
 
 
-# The hot path of every send, so plain SQL, prepared (by psycopg after a few uses through
-# SQLAlchemy; by name in `BatchedWork`), in one statement: the claim, and the message counted
-# against the month's usage on its first attempt.
-# It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
-# conditions match the partial index of pending sends, which the planner then prefers to the
-# primary key whenever its statistics predate a burst of queued sends (a bulk campaign), and every
-# claim would scan every queued message.
-_CLAIM_QUEUED = """
-WITH claimed AS (
-    UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = now()
-    WHERE id = %(id)s AND status = 'queued' AND wamid IS NULL
-    RETURNING organization_id, attempts, raw, created_at
-), counted AS (
-    INSERT INTO usage_counters AS u (organization_id, period, metric, value)
-    SELECT organization_id, %(period)s, %(metric)s, 1 FROM claimed WHERE attempts = 1
-    ON CONFLICT (organization_id, period, metric) DO UPDATE SET value = u.value + 1
-)
-SELECT attempts, raw, created_at FROM claimed
-"""
-_CLAIM_QUEUED_PREPARED = (
-    Prepared.of("claim_queued", _CLAIM_QUEUED, id="uuid", period="text", metric="text"),
-)
+def _ids(values: Sequence[UUID]) -> sa.BindParameter[Any]:
+    ids: list[Any] = list(values)
+    return sa.bindparam("ids", ids, type_=ARRAY(sa.Uuid()))
 
 
-def _claim_params(message_id: UUID) -> dict[str, Any]:
-    return {"id": message_id, "period": period_of(), "metric": MESSAGES_METRIC}
+def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUID, Claimed]:
+    """Mark the `queued` ones of these messages `sending` with their next attempt number, and
+    count first attempts against the month's usage; the others are left out of the answer.
 
-
-def claim_queued(conn: Connection, message_id: UUID) -> Claimed | None:
-    """Mark a `queued` message `sending` with its next attempt number, and count it against the
-    month's usage if that is its first; None if it is not queued."""
-    row = conn.exec_driver_sql(_CLAIM_QUEUED, _claim_params(message_id)).one_or_none()
-    return None if row is None else Claimed(int(row.attempts), row.raw or {}, row.created_at)
-
-
-def claim_queued_committed(engine: Engine, organization_id: UUID, message_id: UUID) -> Claimed | None:
-    """`claim_queued` in a transaction of its own, committed in the same round trip."""
-    with BatchedWork(engine, organization_id) as work:
-        row = work.send(_CLAIM_QUEUED_PREPARED, _claim_params(message_id), commit=True).fetchone()
-    return None if row is None else Claimed(int(row.attempts), row.raw or {}, row.created_at)
-
-
-def _attempt(message_id: UUID, attempt: int | None) -> list[sa.ColumnElement[bool]]:
-    conditions = [messages.c.id == message_id, messages.c.wamid.is_(None)]
-    if attempt is None:
-        conditions.append(messages.c.status == QUEUED)
-    else:
-        conditions += [messages.c.attempts == attempt, messages.c.status.in_((SENDING, AMBIGUOUS))]
-    return conditions
-
-
-_RECORD_SENT = """
-UPDATE messages SET wamid = %(wamid)s, status = 'sent', sent_at = coalesce(sent_at, now()),
-    error_code = NULL, error_title = NULL, error_details = NULL, updated_at = now()
-WHERE id = %(id)s AND wamid IS NULL AND attempts = %(attempt)s AND status IN ('sending', 'ambiguous')
-RETURNING created_at
-"""
-_RECORD_SENT_PREPARED = Prepared.of("record_sent", _RECORD_SENT, wamid="text", id="uuid", attempt="int")
+    It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
+    conditions match the partial index of pending sends, which the planner then prefers to the
+    primary key whenever its statistics predate a burst of queued sends."""
+    claimed = (
+        sa.update(messages)
+        .where(messages.c.id == sa.any_(_ids(message_ids)), messages.c.status == QUEUED)
+        .where(messages.c.wamid.is_(None))
+        .values(status=SENDING, attempts=messages.c.attempts + 1, updated_at=sa.func.now())
+        .returning(messages.c.id, messages.c.organization_id, messages.c.attempts, messages.c.raw,
+                   messages.c.created_at)
+        .cte("claimed")
+    )  # fmt: skip
+    first = (
+        sa.select(
+            claimed.c.organization_id,
+            sa.literal(period_of()).label("period"),
+            sa.literal(MESSAGES_METRIC).label("metric"),
+            sa.func.count().label("value"),
+        )
+        .where(claimed.c.attempts == 1)
+        .group_by(claimed.c.organization_id)
+    )
+    counted = insert(usage_counters).from_select(["organization_id", "period", "metric", "value"], first)
+    counted = counted.on_conflict_do_update(
+        index_elements=[usage_counters.c.organization_id, usage_counters.c.period, usage_counters.c.metric],
+        set_={"value": usage_counters.c.value + counted.excluded.value},
+    )
+    # One statement, one round trip: the claim and the count of first attempts.
+    rows = conn.execute(
+        sa.select(claimed.c.id, claimed.c.attempts, claimed.c.raw, claimed.c.created_at).add_cte(
+            counted.cte("counted")
+        )
+    ).all()
+    return {r.id: Claimed(int(r.attempts), r.raw or {}, r.created_at) for r in rows}
 
 
 @dataclass(frozen=True, slots=True)
-class Recorded:
-    created_at: datetime | None  # the message's creation time; None if the attempt was not current
-    after: list[Any]  # the rows of the last statement sent along (`then`), if any
+class SentRecord:
+    message_id: UUID
+    attempt: int
+    wamid: str
 
 
-def record_sent(
-    work: BatchedWork, message_id: UUID, attempt: int, wamid: str, *, then: Sequence[Prepared] = ()
-) -> Recorded:
-    """Store the wamid and `sent`, with the transaction's BEGIN and scope when it is its first
-    statement, and `then` (statements taking `wamid`) in the same round trip, each with its own
-    snapshot: the send path's catch-up on what arrived for the wamid before it was known."""
-    cursor = work.send(
-        (_RECORD_SENT_PREPARED, *then),
-        {"id": message_id, "attempt": attempt, "wamid": wamid},
+def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UUID, datetime]:
+    """Store each wamid and `sent` where its attempt is still current; the creation times of the
+    messages recorded (the others were settled by a newer attempt or by a status webhook)."""
+    if not records:
+        return {}
+    given = sa.values(
+        sa.column("id", sa.Uuid()), sa.column("attempt", sa.Integer()), sa.column("wamid", sa.Text()),
+        name="given",
+    ).data([(r.message_id, r.attempt, r.wamid) for r in records])  # fmt: skip
+    rows = conn.execute(
+        sa.update(messages)
+        .where(messages.c.id == given.c.id, messages.c.attempts == given.c.attempt)
+        .where(messages.c.wamid.is_(None), messages.c.status.in_((SENDING, AMBIGUOUS)))
+        .values(
+            wamid=given.c.wamid,
+            status=SENT,
+            sent_at=sa.func.coalesce(messages.c.sent_at, sa.func.now()),
+            error_code=None,
+            error_title=None,
+            error_details=None,
+            updated_at=sa.func.now(),
+        )
+        .returning(messages.c.id, messages.c.created_at)
+    ).all()
+    return {r.id: r.created_at for r in rows}
+
+
+def wamids_with_arrivals(conn: Connection, wamids: Sequence[str]) -> list[str]:
+    """Of these just-recorded wamids, those something arrived for before they were known (a
+    parked status or the customer's reaction), after taking the wamids' transaction locks, which
+    the status path takes too: one of the two always sees the other's committed row."""
+    if not wamids:
+        return []
+    ordered = sorted(set(wamids))
+    given = sa.func.unnest(sa.bindparam("wamids", ordered, type_=ARRAY(sa.Text()))).column_valued("w")
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(given, 0))))
+    parked = sa.exists().where(
+        message_status_events.c.wamid == given, message_status_events.c.applied.is_(False)
     )
-    row = cursor.fetchone()
-    after: list[Any] = []
-    if then:
-        while cursor.nextset():
-            after = cursor.fetchall() if cursor.description else []
-    created = None if row is None else row.created_at
-    return Recorded(created if isinstance(created, datetime) else None, after)
+    reacted = sa.exists().where(messages.c.type == REACTION_TYPE, messages.c.context_wamid == given)
+    return [str(w) for w in conn.execute(sa.select(given).where(parked | reacted)).scalars()]
 
 
 def record_failed(
@@ -352,6 +370,27 @@ def release_attempt(
 ) -> bool:
     """Back to `queued` after a failure that proves nothing was sent; the error is kept for view."""
     return _settle(conn, message_id, attempt, QUEUED, code, title, details)
+
+
+def touch_queued(conn: Connection, message_ids: Sequence[UUID]) -> int:
+    """A deferred send is alive: its fresh delayed job is on the way, so the orphan sweep (which
+    looks for `queued` rows untouched for a long time) must not enqueue another one."""
+    return int(
+        conn.execute(
+            sa.update(messages)
+            .where(messages.c.id == sa.any_(_ids(message_ids)), messages.c.status == QUEUED)
+            .values(updated_at=sa.func.now())
+        ).rowcount
+    )
+
+
+def _attempt(message_id: UUID, attempt: int | None) -> list[sa.ColumnElement[bool]]:
+    conditions = [messages.c.id == message_id, messages.c.wamid.is_(None)]
+    if attempt is None:
+        conditions.append(messages.c.status == QUEUED)
+    else:
+        conditions += [messages.c.attempts == attempt, messages.c.status.in_((SENDING, AMBIGUOUS))]
+    return conditions
 
 
 def _settle(
@@ -385,11 +424,10 @@ def expire_stuck_sending(conn: Connection, older_than_seconds: float, limit: int
     stuck = (
         sa.select(messages.c.id)
         .where(
-            messages.c.direction == "outbound",
+            messages.c.direction == OUTBOUND,
             messages.c.status == SENDING,
             messages.c.wamid.is_(None),
-            messages.c.updated_at
-            < sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+            messages.c.updated_at < sa.func.now() - _seconds(older_than_seconds),
         )
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -417,24 +455,25 @@ class Orphan:
     to: str
 
 
-_ORPHANS = """
-SELECT m.id, m.organization_id, m.phone_number_id, m.raw ->> 'to' AS recipient
-FROM messages m
-WHERE m.direction = 'outbound' AND m.status = 'queued' AND m.wamid IS NULL
-  AND m.updated_at < now() - make_interval(secs => :older_than)
-  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kwargs ->> 'message_id' = m.id::text)
-ORDER BY m.updated_at
-LIMIT :limit
-FOR UPDATE OF m SKIP LOCKED
-"""
-
-
 def claim_orphaned_queued(conn: Connection, older_than_seconds: float, limit: int) -> list[Orphan]:
     """Queued sends untouched for a long time with no outbox row left: their job may be lost.
 
     The rows are touched, so the next sweep waits a full period before looking at them again.
     """
-    rows = conn.execute(sa.text(_ORPHANS), {"older_than": older_than_seconds, "limit": limit}).all()
+    pending_job = sa.exists().where(outbox.c.kwargs["message_id"].astext == sa.cast(messages.c.id, sa.Text))
+    rows = conn.execute(
+        sa.select(
+            messages.c.id,
+            messages.c.organization_id,
+            messages.c.phone_number_id,
+            messages.c.raw["to"].astext.label("recipient"),
+        )
+        .where(messages.c.direction == OUTBOUND, messages.c.status == QUEUED, messages.c.wamid.is_(None))
+        .where(messages.c.updated_at < sa.func.now() - _seconds(older_than_seconds), ~pending_job)
+        .order_by(messages.c.updated_at)
+        .limit(limit)
+        .with_for_update(of=messages, skip_locked=True)
+    ).all()
     if rows:
         conn.execute(
             sa.update(messages)
@@ -442,3 +481,7 @@ def claim_orphaned_queued(conn: Connection, older_than_seconds: float, limit: in
             .values(updated_at=sa.func.now())
         )
     return [Orphan(r.organization_id, r.id, r.phone_number_id or "", r.recipient or "") for r in rows]
+
+
+def _seconds(seconds: float) -> sa.ColumnElement[Any]:
+    return sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds)

@@ -9,12 +9,14 @@ from dramatiq.middleware import CurrentMessage
 
 from domain import jobs
 from domain.errors import PermanentError
+from workers.inbound.statuses import apply_pending_statuses
 from workers.outbound import runtime
 from workers.outbound.handler import SendCommand
-from workers.outbound.handler import send_message as send
 
 # Bounded so a retried message never sits unacked near RabbitMQ's consumer timeout.
 MAX_RETRIES = 8
+# The process's send engine; the statuses that arrive before their wamid are the inbound path's.
+engine = runtime.engine_for(apply_pending_statuses)
 
 
 @dramatiq.actor(
@@ -27,4 +29,4 @@ def send_message(organization_id: str, message_id: str, phone_number_id: str, to
     command = SendCommand(
         UUID(organization_id), UUID(message_id), phone_number_id, to, retries >= MAX_RETRIES
     )
-    send(command, runtime.deps())
+    engine().send(command)

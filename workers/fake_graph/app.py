@@ -12,7 +12,8 @@ Control endpoints (no auth):
     POST   /_fake/reset      clear sends, counts and faults; {"all": true} also seeded data and config
     GET    /_fake/log        accepted sends, counts per (phone_number_id, biz_opaque_callback_data),
                              duplicates and request counts; ?summary=1 leaves out the sends
-    POST   /_fake/config     bad_tokens, latency_ms, webhook_url, app_secret, webhook_statuses, ...
+    POST   /_fake/config     bad_tokens, latency_ms, latency_jitter_ms (uniform ±), webhook_url,
+                             app_secret, webhook_statuses, ...
     POST   /_fake/templates  {"waba_id", "templates": [...]} (replaces that account's templates)
     POST   /_fake/media      {"id", "mime_type", "file_size"}
 """
@@ -23,16 +24,17 @@ import asyncio
 import base64
 import hashlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workers.fake_graph.faults import TITLES, Fault, FaultSpecError, parse_fault
 from workers.fake_graph.state import FakeConfig, FakeGraphState, MediaSeed
@@ -91,7 +93,9 @@ def create_app(config: FakeConfig | None = None, state: FakeGraphState | None = 
     webhooks = WebhookSender()
 
     def authorized(request: Request) -> Response | None:
-        header = request.headers.get("authorization", "")
+        return authorized_header(request.headers.get("authorization", ""))
+
+    def authorized_header(header: str) -> Response | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return meta_error(401, 190, "An access token is required to request this resource.")
@@ -113,35 +117,41 @@ def create_app(config: FakeConfig | None = None, state: FakeGraphState | None = 
             return _DroppedConnection()
         return meta_error(fault.http_status, fault.code, fault.message, fault.subcode, fault.details)
 
-    async def send_message(request: Request) -> Response:
-        pnid = request.path_params["phone_number_id"]
+    async def send_message(pnid: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /{version}/{phone_number_id}/messages, straight on ASGI: at a thousand sends a
+        second Starlette's request objects and routing would cost more CPU than the fleet's
+        side of the call, and the benchmark measures the fleet."""
         fake.count_request("messages", pnid)
-        denied = authorized(request)
+        denied = authorized_header(_header(scope, b"authorization"))
         if denied is not None:
-            return denied
+            return await denied(scope, receive, send)
         fault = await apply_faults("messages", pnid)
         if fault is not None and not (fault.kind in ("timeout", "drop") and fault.commit):
-            return await failure(fault)
+            return await (await failure(fault))(scope, receive, send)
+        payload: Any = None
+        invalid: str | None = "body is not JSON"
         try:
-            payload = orjson.loads(await request.body())
+            payload = orjson.loads(await _body(receive))
         except orjson.JSONDecodeError:
-            return meta_error(400, 100, "Invalid parameter", details="body is not JSON")
-        if not isinstance(payload, dict) or payload.get("messaging_product") != "whatsapp":
-            return meta_error(400, 100, "Invalid parameter", details="messaging_product must be whatsapp")
-        to = payload.get("to")
-        if not isinstance(to, str) or not to:
-            return meta_error(400, 100, "Invalid parameter", details="to is required")
+            pass
+        else:
+            invalid = _invalid_send(payload)
+        if invalid is not None:
+            return await meta_error(400, 100, "Invalid parameter", details=invalid)(scope, receive, send)
+        to = payload["to"]
         wamid = fake.new_wamid(to)
         record = fake.record_send(pnid, payload, wamid)
         webhooks.schedule(fake.config, record)
         if fault is not None:  # a committed timeout or drop: sent, but the caller never hears
-            return await failure(fault)
+            return await (await failure(fault))(scope, receive, send)
         message: dict[str, str] = {"id": wamid}
         if record.type == "template":
             message["message_status"] = "accepted"
-        return _json(
+        body = orjson.dumps(
             {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [message]}
         )
+        await send({"type": "http.response.start", "status": 200, "headers": _json_headers(len(body))})
+        await send({"type": "http.response.body", "body": body})
 
     async def get_media(request: Request) -> Response:
         media_id = request.path_params["media_id"]
@@ -239,7 +249,7 @@ def create_app(config: FakeConfig | None = None, state: FakeGraphState | None = 
         config = fake.config
         if "bad_tokens" in options:
             config.bad_tokens = {str(token) for token in options["bad_tokens"]}
-        for name in ("latency_ms", "webhook_delay_ms"):
+        for name in ("latency_ms", "latency_jitter_ms", "webhook_delay_ms"):
             if name in options:
                 setattr(config, name, float(options[name]))
         for name in ("webhook_url", "app_secret", "waba_id"):
@@ -250,6 +260,7 @@ def create_app(config: FakeConfig | None = None, state: FakeGraphState | None = 
         return _json(
             {
                 "latency_ms": config.latency_ms,
+                "latency_jitter_ms": config.latency_jitter_ms,
                 "webhook_url": config.webhook_url,
                 "webhook_statuses": list(config.webhook_statuses),
                 "webhook_delay_ms": config.webhook_delay_ms,
@@ -295,13 +306,62 @@ def create_app(config: FakeConfig | None = None, state: FakeGraphState | None = 
         Route("/_fake/templates", seed_templates, methods=["POST"]),
         Route("/_fake/media", seed_media, methods=["POST"]),
         Route("/_media/{media_id}", download_media, methods=["GET"]),
-        Route("/{version}/{phone_number_id}/messages", send_message, methods=["POST"]),
         Route("/{version}/{waba_id}/message_templates", list_templates, methods=["GET"]),
         Route("/{version}/{media_id}", get_media, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(_SendRoute, send_message=send_message)]
+    )
     app.state.fake = fake
     return app
+
+
+SendHandler = Callable[[str, Scope, Receive, Send], Awaitable[None]]
+
+
+class _SendRoute:
+    """Routes `POST /{version}/{phone_number_id}/messages` to the send handler before Starlette's
+    router sees it; everything else goes on to the app."""
+
+    def __init__(self, app: ASGIApp, send_message: SendHandler) -> None:
+        self._app = app
+        self._send_message = send_message
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            parts = scope["path"].split("/")
+            if len(parts) == 4 and parts[3] == "messages" and parts[1] and not parts[1].startswith("_"):
+                return await self._send_message(parts[2], scope, receive, send)
+        await self._app(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _invalid_send(payload: Any) -> str | None:
+    if not isinstance(payload, dict) or payload.get("messaging_product") != "whatsapp":
+        return "messaging_product must be whatsapp"
+    to = payload.get("to")
+    if not isinstance(to, str) or not to:
+        return "to is required"
+    return None
+
+
+def _json_headers(length: int) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
 
 
 def _encode_cursor(index: int) -> str:

@@ -9,6 +9,7 @@ A rule is a JSON object:
      "count": N,                    hit only the next N matching requests (default: until reset)
      "code": 131047, "http_status": 400, "message": "...", "subcode": 2494055, "details": "...",
      "latency_ms": 50,              for "latency": added to every matching request
+     "jitter_ms": 10,               for "latency": each request's draw is uniform in ±jitter_ms
      "hang_seconds": 30,            for "timeout": how long to hold the request before answering
      "commit": true}                for "timeout"/"drop" on sends: the send is accepted and logged
                                     first (the ambiguous case), or not (false)
@@ -75,6 +76,7 @@ class Fault:
     subcode: int | None = None
     details: str | None = None
     latency_ms: float = 0.0
+    jitter_ms: float = 0.0
     hang_seconds: float = 30.0
     commit: bool = True
     fired: int = 0
@@ -124,6 +126,7 @@ def parse_fault(spec: Any, fault_id: int) -> Fault:
             subcode=None if spec.get("subcode") is None else int(spec["subcode"]),
             details=None if spec.get("details") is None else str(spec["details"]),
             latency_ms=float(spec.get("latency_ms", 0.0)),
+            jitter_ms=float(spec.get("jitter_ms", 0.0)),
             hang_seconds=float(spec.get("hang_seconds", 30.0)),
             commit=bool(spec.get("commit", True)),
         )

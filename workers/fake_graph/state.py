@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import random
 import time
 from base64 import urlsafe_b64encode
 from collections import Counter, defaultdict
@@ -22,6 +23,8 @@ from workers.fake_graph.faults import Fault
 class FakeConfig:
     bad_tokens: set[str] = field(default_factory=lambda: {"bad-token"})
     latency_ms: float = 0.0
+    # Each answer's latency is latency_ms plus a uniform draw in [-jitter, +jitter] (never below 0).
+    latency_jitter_ms: float = 0.0
     # Status webhooks back to the ingress; off unless a URL is set.
     webhook_url: str | None = None
     app_secret: str = "dev-app-secret"  # noqa: S105 (WHATSAPP_APP_SECRET's development default)
@@ -56,6 +59,12 @@ class SendRecord:
 class MediaSeed:
     mime_type: str = "image/jpeg"
     file_size: int | None = None
+
+
+def _jittered(ms: float, jitter_ms: float) -> float:
+    if jitter_ms <= 0:
+        return ms
+    return max(0.0, ms + random.uniform(-jitter_ms, jitter_ms))
 
 
 class FakeGraphState:
@@ -103,14 +112,14 @@ class FakeGraphState:
 
     def pick_faults(self, endpoint: str, phone_number_id: str | None) -> tuple[float, Fault | None]:
         """Added latency (ms) and the one failing rule that hits this request, if any."""
-        latency = self.config.latency_ms
+        latency = _jittered(self.config.latency_ms, self.config.latency_jitter_ms)
         chosen: Fault | None = None
         for fault in self.faults:
             if not fault.matches(endpoint, phone_number_id):
                 continue
             if fault.kind == "latency":
                 if fault.fire():
-                    latency += fault.latency_ms
+                    latency += _jittered(fault.latency_ms, fault.jitter_ms)
             elif chosen is None and fault.fire():
                 chosen = fault
         return latency, chosen

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -102,6 +102,15 @@ class _Scope:
     quiet_keys: tuple[str, str]  # pybreaker's state and failure-counter keys
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A call let through by both breakers: what `settle` needs to record its outcome."""
+
+    scopes: tuple[_Scope, _Scope]
+    quiet: tuple[bool, ...]
+    probes: tuple[tuple[_Scope, str], ...]
+
+
 class BreakerRegistry:
     """Breakers for the API and for each phone number, built lazily and kept for the process.
 
@@ -142,29 +151,62 @@ class BreakerRegistry:
         is open (or half-open with another caller's probe in flight); otherwise returns or raises
         whatever `fn` does, unchanged.
         """
-        scopes = (self._api, self._number(phone_number_id))
-        quiet = self._quiet(scopes)
+        admission = self.admit(phone_number_id)
+        try:
+            result = fn()
+        except BaseException as exc:
+            self.settle(admission, exc)
+            raise
+        self.settle(admission, None)
+        return result
+
+    def release(self, admission: Admission) -> None:
+        """The admitted call was not made: record nothing, give back any probe lock."""
+        self._release_all(admission.probes)
+
+    def quiet_many(self, phone_number_ids: Sequence[str]) -> list[list[bool]]:
+        """`quiet_from` for calls from each of these numbers, in one round trip."""
+        keys = [key for number in phone_number_ids for key in self.quiet_keys(number)]
+        values = self._redis.mget(keys) if keys else []
+        return [self.quiet_from(values[4 * i : 4 * i + 4]) for i in range(len(phone_number_ids))]
+
+    def quiet_keys(self, phone_number_id: str) -> list[str]:
+        """The Redis keys `quiet_from` reads for a call from this number (API scope first)."""
+        return [key for scope in self._scopes(phone_number_id) for key in scope.quiet_keys]
+
+    @staticmethod
+    def quiet_from(values: Sequence[object]) -> list[bool]:
+        """For each scope whose `quiet_keys` values these are: closed with no failure counted."""
+        closed = pybreaker.STATE_CLOSED.encode()
+        return [values[i] == closed and values[i + 1] in (None, b"0") for i in range(0, len(values), 2)]
+
+    def admit(self, phone_number_id: str, quiet: list[bool] | None = None) -> Admission:
+        """The breakers' leave for one call (see `call`); `quiet` as read by the caller, if it was.
+
+        Raises `CircuitOpen` when either breaker refuses. The admission must be `settle`d."""
+        scopes = self._scopes(phone_number_id)
+        was_quiet = self._quiet(scopes) if quiet is None else quiet
         probes: list[tuple[_Scope, str]] = []
         try:
-            for scope, was_quiet in zip(scopes, quiet, strict=True):
-                token = None if was_quiet else self._admit(scope)
+            for scope, scope_quiet in zip(scopes, was_quiet, strict=True):
+                token = None if scope_quiet else self._admit(scope)
                 if token is not None:
                     probes.append((scope, token))
-            probing = {scope.label for scope, _ in probes}
-            try:
-                result = fn()
-            except BaseException as exc:
-                for scope in scopes:
-                    self._record(scope, exc, scope.label in probing)
-                raise
-            for scope, was_quiet in zip(scopes, quiet, strict=True):
+        except BaseException:
+            self._release_all(probes)
+            raise
+        return Admission(scopes, tuple(was_quiet), tuple(probes))
+
+    def settle(self, admission: Admission, exc: BaseException | None) -> None:
+        """Record the admitted call's outcome (None: it succeeded) on both breakers."""
+        try:
+            probing = {scope.label for scope, _ in admission.probes}
+            for scope, was_quiet in zip(admission.scopes, admission.quiet, strict=True):
                 # A success on a breaker that was closed with no failures counted changes nothing.
-                if not was_quiet:
-                    self._record(scope, None, scope.label in probing)
-            return result
+                if exc is not None or not was_quiet:
+                    self._record(scope, exc, scope.label in probing)
         finally:
-            for scope, token in probes:
-                self._release(scope, token)
+            self._release_all(admission.probes)
 
     def state(self, phone_number_id: str | None = None) -> str:
         """'closed', 'open' or 'half-open' for a number's breaker, or the API's when None."""
@@ -177,6 +219,13 @@ class BreakerRegistry:
         scope.breaker.close()
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _scopes(self, phone_number_id: str) -> tuple[_Scope, _Scope]:
+        return (self._api, self._number(phone_number_id))
+
+    def _release_all(self, probes: tuple[tuple[_Scope, str], ...] | list[tuple[_Scope, str]]) -> None:
+        for scope, token in probes:
+            self._release(scope, token)
 
     def _number(self, phone_number_id: str) -> _Scope:
         scope = self._numbers.get(phone_number_id)
@@ -268,9 +317,7 @@ class BreakerRegistry:
         pybreaker (lock held across three Redis calls) would serialize every send of the process
         on the API-wide breaker. Read before the call: a failure another caller records meanwhile
         is reset by the next success instead of this one, so a breaker can only open sooner."""
-        values = self._redis.mget([key for scope in scopes for key in scope.quiet_keys])
-        closed = pybreaker.STATE_CLOSED.encode()
-        return [values[2 * i] == closed and values[2 * i + 1] in (None, b"0") for i in range(len(scopes))]
+        return self.quiet_from(self._redis.mget([key for scope in scopes for key in scope.quiet_keys]))
 
     def _release(self, scope: _Scope, token: str) -> None:
         try:
@@ -284,4 +331,4 @@ def _replay(exc: BaseException | None) -> None:
         raise exc
 
 
-__all__ = ["API_SCOPE", "BREAKER_STATE", "BreakerPolicy", "BreakerRegistry"]
+__all__ = ["API_SCOPE", "BREAKER_STATE", "Admission", "BreakerPolicy", "BreakerRegistry"]

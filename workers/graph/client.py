@@ -10,13 +10,14 @@ Error policy (every failure leaves as a `domain.errors` class, never an httpx ex
 - Connection trouble before the request left (connect error or timeout, no pool slot) is
   `GraphApiTransient`.
 - For a send, trouble after the request may have left (read timeout, reset, truncated answer, a
-  2xx without a wamid) is `GraphAmbiguousOutcome`: Meta may have delivered it, so it is never
+  2xx without a wamid, a 502/504 or a 5xx without Meta's error body, which is a proxy talking)
+  is `GraphAmbiguousOutcome`: Meta may have delivered it, so it is never
   retried here and the caller records it instead of sending again. For reads (media, templates)
   the same failures are merely transient.
 
 Retries inside one call (tenacity, exponential backoff with jitter, `retry_attempts` tries in all,
 each wait capped at `retry_max_wait`) only for failures that are safe to repeat and likely to clear
-within a second: transient transport failures where nothing was sent, 5xx and Meta's service codes
+within a second: transient transport failures where nothing was sent, Meta's 5xx service codes
 (1, 2, 131000, 131016), and 130429 (per-number throughput). Longer throttles (4 app, 80007 account,
 131048 spam, 131056 pair rate, 133016) are raised at once: waiting them out is the caller's job
 (re-enqueue with a delay), not a worker thread's. Permanent, auth and ambiguous failures are never
@@ -42,6 +43,7 @@ from tenacity import (
 
 from config.settings import Settings
 from domain.errors import (
+    FleetError,
     GraphAmbiguousOutcome,
     GraphApiPermanent,
     GraphApiTransient,
@@ -49,7 +51,12 @@ from domain.errors import (
     InvalidPayload,
 )
 from workers.graph.models import MediaInfo, SendResult
-from workers.graph.translate import error_from_response, send_failure, transport_failure
+from workers.graph.translate import (
+    error_from_response,
+    send_error_from_status,
+    send_failure,
+    transport_failure,
+)
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=5.0, pool=2.0)
 # WhatsApp's largest media (documents) is 100 MB.
@@ -194,7 +201,7 @@ class GraphClient:
             except httpx.HTTPError as exc:
                 raise send_failure(exc, phone_number_id) from exc
             if not response.is_success:
-                raise error_from_response(response)
+                raise _send_error(response, phone_number_id)
             return _parse_send(response, phone_number_id)
 
         return self._retrying(attempt)
@@ -298,6 +305,14 @@ def _auth(access_token: str) -> dict[str, str]:
     if not access_token:
         raise InvalidPayload("an access token is required for Graph API calls")
     return {"Authorization": f"Bearer {access_token}"}
+
+
+def _send_error(response: httpx.Response, phone_number_id: str) -> FleetError:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    return send_error_from_status(response.status_code, response.reason_phrase, body, phone_number_id)
 
 
 def _parse_send(response: httpx.Response, phone_number_id: str) -> SendResult:

@@ -71,6 +71,55 @@ if #KEYS > 1 then take(KEYS[2], p, prate, pburst) end
 return {0, 0}
 """
 
+# Several sends of one number at once, each given a slot (GCRA: a theoretical arrival time per
+# number, `rate` apart, up to `burst` ahead of now) and its recipient's pair token, or the wait for
+# whichever it lacks (and nothing taken). A slot is a time to send at: a sender that is late to
+# its slot costs the number nothing, unlike a bucket that is polled and overflows meanwhile.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+local function level(key, rate, burst)
+  local v = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens, ts = tonumber(v[1]), tonumber(v[2])
+  if tokens == nil or ts == nil then return burst end
+  local elapsed = now - ts
+  if elapsed < 0 then elapsed = 0 end
+  tokens = tokens + elapsed * rate / 1000000
+  if tokens > burst then tokens = burst end
+  return tokens
+end
+
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local prate, pburst = tonumber(ARGV[3]), tonumber(ARGV[4])
+local interval = 1000000 / rate
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local out = {}
+for i = 2, #KEYS do
+  local max_wait = tonumber(ARGV[3 + i])
+  local p = level(KEYS[i], prate, pburst)
+  local at = tat + interval - burst * interval
+  if p < 1 then
+    out[#out + 1] = math.ceil((1 - p) * 1000000 / prate)
+    out[#out + 1] = 2
+  elseif at - now > max_wait then
+    out[#out + 1] = math.ceil(at - now)
+    out[#out + 1] = 1
+  else
+    tat = tat + interval
+    redis.call('HSET', KEYS[i], 'tokens', string.format('%.6f', p - 1), 'ts', string.format('%.0f', now))
+    redis.call('PEXPIRE', KEYS[i], math.ceil(pburst / prate * 1000) + 1000)
+    local wait = at - now
+    if wait < 0 then wait = 0 end
+    out[#out + 1] = math.ceil(wait)
+    out[#out + 1] = 0
+  end
+end
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+return out
+"""
+
 _REASONS = {1: "throughput", 2: "pair rate"}
 
 
@@ -95,6 +144,13 @@ class Pacer:
         self._pair_burst = pair_burst
         self._sleep = sleep
         self._script = redis.register_script(_ACQUIRE)
+        self._redis = redis
+        self._reserve = redis.register_script(_RESERVE)
+
+    @property
+    def burst_seconds(self) -> float:
+        """A number's bucket holds this many seconds of its rate."""
+        return self._burst_seconds
 
     def acquire(self, phone_number_id: str, mps: float, recipient: str | None = None) -> float:
         """Take a send token: 0.0 when granted, else the seconds until one may be (nothing taken)."""
@@ -119,6 +175,38 @@ class Pacer:
                 raise PacingDeferred(wait, reason)
             # A little jitter so the threads that lost the same token do not all wake together.
             self._sleep(wait * (1.0 + 0.1 * random.random()))
+
+    def reserve_many(
+        self, phone_number_id: str, mps: float, sends: list[tuple[str, float]]
+    ) -> list[tuple[bool, float, str]]:
+        """Slots for sends (recipient, the longest it may wait in seconds) of one number, in order.
+
+        For each: (True, seconds until its slot, "") when it has a slot and its pair token, to
+        send once that time has passed; else (False, seconds until it might, "throughput" or
+        "pair rate") with nothing taken. Over any window W the slots given are at most
+        `mps * W + mps * burst_seconds`. The number's slots are kept apart from `acquire`'s bucket
+        (use one of the two for a number); the pair buckets are the same.
+        """
+        return self.reserve_for_numbers([(phone_number_id, mps, sends)])[0]
+
+    def reserve_for_numbers(
+        self, numbers: list[tuple[str, float, list[tuple[str, float]]]]
+    ) -> list[list[tuple[bool, float, str]]]:
+        """`reserve_many` for several numbers (phone_number_id, mps, sends) in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for phone_number_id, mps, sends in numbers:
+            if mps <= 0:
+                raise ValueError(f"mps must be positive, got {mps}")
+            tag = f"{self._namespace}:{{{phone_number_id}}}"
+            keys = [f"{tag}:slots", *(f"{tag}:pair:{recipient}" for recipient, _ in sends)]
+            args = [mps, max(1.0, mps * self._burst_seconds), self._pair_rate, self._pair_burst]
+            args += [max(0.0, wait) * 1_000_000 for _, wait in sends]
+            self._reserve(keys=keys, args=args, client=pipe)
+        answers = []
+        for flat in pipe.execute():
+            codes = [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+            answers.append([(code == 0, us / 1_000_000, _REASONS.get(code, "")) for us, code in codes])
+        return answers
 
     def _try(self, phone_number_id: str, mps: float, recipient: str | None) -> tuple[float, str]:
         if mps <= 0:

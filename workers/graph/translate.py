@@ -84,6 +84,25 @@ def error_from_response(response: httpx.Response) -> GraphApiError:
     return graph_error(info)
 
 
+# Gateways: the request may have been handed to Meta before the proxy gave up on it.
+GATEWAY_STATUSES = frozenset({502, 504})
+
+
+def send_error_from_status(status: int, reason: str, body: Any, phone_number_id: str) -> FleetError:
+    """The domain error for a non-2xx answer to a send.
+
+    Only Meta's own error body proves Meta decided (and, for a transient code, sent nothing). A
+    502/504, or a 5xx without that body, is a proxy talking: the request may have reached Meta,
+    so the outcome is ambiguous and the message is never sent again blindly.
+    """
+    info = info_from_body(body, status)
+    if status in GATEWAY_STATUSES or (status >= 500 and info is None):
+        return GraphAmbiguousOutcome(f"HTTP {status} {reason}".strip(), phone_number_id)
+    if info is None:
+        info = GraphErrorInfo(code=None, title=f"HTTP {status} {reason}".strip(), http_status=status)
+    return graph_error(info)
+
+
 def transport_failure(exc: httpx.HTTPError) -> GraphApiTransient:
     return GraphApiTransient(GraphErrorInfo(code=None, title=f"{type(exc).__name__}: {exc}".rstrip(": ")))
 

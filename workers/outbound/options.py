@@ -27,6 +27,12 @@ class OutboundOptions(BaseSettings):
     # Longer than any one send can take (timeouts and in-call retries included): a message still
     # `sending` after it was claimed this long ago has lost its worker mid-call.
     send_lease_seconds: float = Field(default=120.0, gt=0)
+    # Sends one worker process has in flight at most (claimed and calling Meta), in all and per
+    # number; the process's connection pool is as large. In flight ≈ rate × latency: a 1,000-mps
+    # number at 250 ms needs about 250 across the fleet. The outbound group's thread count
+    # (WORKER_THREADS) should be at least `in_flight`, each thread waiting on one send.
+    in_flight: int = Field(default=256, ge=1)
+    in_flight_per_number: int = Field(default=256, ge=1)
 
     def breakers(self, redis: Redis) -> BreakerRegistry:
         return BreakerRegistry(

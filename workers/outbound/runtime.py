@@ -1,25 +1,50 @@
-"""The send handler's dependencies in one worker process, built on first use from the process's
-resources (made at worker boot), never at import."""
+"""The send engine of one worker process, built on first use from the process's resources (made
+at worker boot), never at import."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from services.number_routes import NumberRouteCache
 from workers import resources
-from workers.inbound.routes import RouteCache
-from workers.outbound.handler import SendDeps
+from workers.graph.async_client import AsyncGraphSender
+from workers.outbound.adapters import FleetBreakers, FleetPacer
+from workers.outbound.engine import SendEngine
+from workers.outbound.handler import SendPorts
+from workers.outbound.limits import InFlightLimits
+from workers.outbound.store import CatchUp, PostgresSendStore
 
 
-def _deps(current: resources.Resources) -> SendDeps:
-    graph = current.graph
-    return SendDeps(
-        engine=current.engine,
-        graph=graph.client,
-        breakers=graph.breakers,
-        pacer=graph.pacer,
-        routes=RouteCache(current.engine),
-        jobs=current.jobs,
-        lease_seconds=graph.options.send_lease_seconds,
-        pace_max_wait=graph.options.pace_max_wait_seconds,
-    )
+def engine_for(catch_up: CatchUp) -> Callable[[], SendEngine]:
+    """The getter of this process's engine; `catch_up` applies what arrived for a wamid early."""
 
+    def build(current: resources.Resources) -> SendEngine:
+        options = current.graph.options
+        settings = current.settings
 
-deps = resources.per_process(_deps)
+        async def make() -> SendPorts:
+            sender = AsyncGraphSender(
+                settings.graph_api_url, settings.graph_api_version, max_connections=options.in_flight
+            )
+            await sender.start()
+            return SendPorts(
+                graph=sender,
+                breakers=FleetBreakers(current.graph.breakers),
+                pacer=FleetPacer(current.graph.pacer),
+                routes=NumberRouteCache(current.engine),
+                store=PostgresSendStore(
+                    current.engine, current.jobs, catch_up, lease_seconds=options.send_lease_seconds
+                ),
+                limits=InFlightLimits(options.in_flight, options.in_flight_per_number),
+                pace_max_wait=options.pace_max_wait_seconds,
+            )
+
+        async def close(ports: SendPorts) -> None:
+            if isinstance(ports.graph, AsyncGraphSender):
+                await ports.graph.close()
+
+        engine = SendEngine(make, close)
+        current.on_close(engine.close)
+        return engine
+
+    return resources.per_process(build)

@@ -17,11 +17,12 @@ from ingress.api import ApiOptions, ApiResources
 from ingress.api.accept import accept_send
 from ingress.api.models import SendMessageRequest
 from ingress.api.ratelimit import RateLimiter
+from services.number_routes import NumberRouteCache
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
 from tests.support.jobs import RecordingPublisher
 from tests.support.tenants import Tenant, make_tenant
 from workers.graph import BreakerPolicy, BreakerRegistry, GraphClient, Pacer
-from workers.inbound.routes import RouteCache
+from workers.inbound.statuses import apply_pending_statuses
 from workers.outbound.handler import SendCommand, SendDeps
 
 pytestmark = pytest.mark.integration
@@ -56,8 +57,9 @@ def deps(
                 redis_client, namespace=f"{namespace}:breaker", number_policy=BreakerPolicy(3, 30)
             ),
             pacer=Pacer(redis_client, namespace=f"{namespace}:pace"),
-            routes=RouteCache(engine, ttl=0.0),
+            routes=NumberRouteCache(engine, ttl=0.0),
             jobs=publisher,
+            catch_up=apply_pending_statuses,
             lease_seconds=60.0,
             pace_max_wait=0.5,
         )

@@ -125,10 +125,26 @@ def test_server_error_is_transient_after_the_in_call_attempts() -> None:
     assert len(recorder.requests) == 3
 
 
-def test_non_json_gateway_error_is_transient() -> None:
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(502, text="<html>Bad Gateway</html>"),
+        httpx.Response(504, json={"error": {"message": "timeout", "code": 2}}),
+        httpx.Response(500, text="upstream trouble"),
+    ],
+)
+def test_a_gateway_answer_to_a_send_is_ambiguous_and_never_resent(answer: httpx.Response) -> None:
+    recorder = Recorder(answer)
+    with pytest.raises(GraphAmbiguousOutcome) as caught:
+        client_for(recorder, retry_attempts=3).send_message("1", "t", TEXT)
+    assert f"HTTP {answer.status_code}" in caught.value.detail
+    assert len(recorder.requests) == 1
+
+
+def test_a_gateway_answer_to_a_read_is_transient() -> None:
     recorder = Recorder(httpx.Response(502, text="<html>Bad Gateway</html>"))
     with pytest.raises(GraphApiTransient) as caught:
-        client_for(recorder, retry_attempts=1).send_message("1", "t", TEXT)
+        client_for(recorder, retry_attempts=1).get_media("m1", "t")
     assert caught.value.info.code is None
     assert caught.value.info.title.startswith("HTTP 502")
 

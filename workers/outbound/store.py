@@ -1,0 +1,213 @@
+"""The message rows of the send path in Postgres (`SendStore`), claims and wamids batched.
+
+The claims of the sends asking at the same moment share one transaction (one UPDATE per
+organization, each under its own tenant scope), and so do the wamids recorded at the same
+moment; the rare outcomes (failed, ambiguous, released, deferred) are a transaction each. Every
+transaction commits in exactly one place, at the end of its `with UnitOfWork` block, before its
+callers hear anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+from uuid import UUID
+
+import psycopg
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from db.repos import outbound as repo
+from db.uow import UnitOfWork
+from domain.outbound import ClaimVerdict, decide_claim
+from domain.ports import Job, JobPublisher
+from workers.outbound.billing_gate import BillingGate
+from workers.outbound.coalesce import Coalescer
+from workers.outbound.ports import Claim, Decided
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# What the status path applies for a wamid once its message is known (`apply_pending_statuses`).
+CatchUp = Callable[[Connection, str], object]
+
+# A database blip while recording an outcome is retried briefly: losing a wamid we were given
+# would leave the message to be judged ambiguous.
+_retrying = Retrying(
+    stop=stop_after_attempt(4),
+    wait=wait_exponential(multiplier=0.2, max=2.0),
+    retry=retry_if_exception_type((OperationalError, psycopg.OperationalError)),
+    reraise=True,
+)
+
+ClaimKey = tuple[UUID, UUID]  # (organization, message)
+SentKey = tuple[UUID, repo.SentRecord]
+
+
+class PostgresSendStore:
+    def __init__(
+        self,
+        engine: Engine,
+        jobs: JobPublisher,
+        catch_up: CatchUp,
+        *,
+        lease_seconds: float = 120.0,
+        billing: BillingGate | None = None,
+    ) -> None:
+        self._engine = engine
+        self._jobs = jobs
+        self._catch_up = catch_up
+        self._lease = lease_seconds
+        self._billing = billing or BillingGate()
+        # The claims (and the wamids) of every organization asking at the same moment share one
+        # transaction, each organization's statements under its own tenant scope.
+        self._claims: Coalescer[ClaimKey, Claim | Decided] = Coalescer(self._claim_batch)
+        self._sent: Coalescer[SentKey, datetime | None] = Coalescer(self._sent_batch)
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    async def claim(self, organization_id: UUID, message_id: UUID) -> Claim | Decided:
+        return await self._claims.submit((organization_id, message_id))
+
+    def _claim_batch(self, keys: Sequence[ClaimKey]) -> list[Claim | Decided | BaseException]:
+        answers = _retrying(self._claim_orgs, _by_org(keys))
+        out: list[Claim | Decided | BaseException] = []
+        seen: set[ClaimKey] = set()
+        for key in keys:
+            # A duplicate job in the same batch finds its message claimed by the first, in flight.
+            out.append(Decided("deferred", self._lease + 1.0, "in_flight") if key in seen else answers[key])
+            seen.add(key)
+        return out
+
+    def _claim_orgs(self, grouped: dict[UUID, list[UUID]]) -> dict[ClaimKey, Claim | Decided]:
+        """One transaction; a deadlock victim or a dropped connection is rolled back whole, so it
+        is tried again whole."""
+        answers: dict[ClaimKey, Claim | Decided] = {}
+        with UnitOfWork(self._engine, organization_id=next(iter(grouped))) as uow:
+            for org, ids in grouped.items():
+                if org != uow.organization_id:
+                    uow.switch_tenant(org)
+                decided = self._decide_claims(uow.conn, org, list(dict.fromkeys(ids)))
+                answers.update({(org, i): a for i, a in decided.items()})
+            uow.commit()
+        return answers
+
+    def _decide_claims(self, conn: Connection, org: UUID, ids: list[UUID]) -> dict[UUID, Claim | Decided]:
+        decision = self._billing.check(conn, org)
+        answers: dict[UUID, Claim | Decided] = {}
+        if not decision.allowed:
+            title = decision.message or "refused by billing"
+            for message_id in ids:
+                if repo.record_failed(
+                    conn, message_id, None, code=None, title=title, details=str(decision.code)
+                ):
+                    answers[message_id] = Decided("refused")
+        claimed = (
+            repo.claim_queued_many(conn, [i for i in ids if i not in answers]) if decision.allowed else {}
+        )
+        for message_id in ids:
+            if message_id in answers:
+                continue
+            row = claimed.get(message_id)
+            if row is not None:
+                answers[message_id] = Claim(row.attempt, row.payload, row.created_at)
+            else:
+                answers[message_id] = self._unclaimed(conn, message_id)
+        return answers
+
+    def _unclaimed(self, conn: Connection, message_id: UUID) -> Decided:
+        """The message was not `queued`: what this job means for it (see `domain.outbound`)."""
+        row = repo.lock_for_claim(conn, message_id, self._lease)
+        if row is None:
+            return Decided("skipped")
+        verdict = decide_claim(row.status, row.wamid, row.lease_expired)
+        if verdict is ClaimVerdict.WAIT:
+            return Decided("deferred", row.lease_left_seconds + 1.0, "in_flight")
+        if verdict is ClaimVerdict.AMBIGUOUS:
+            repo.record_ambiguous(conn, message_id, row.attempts, "the previous attempt never finished")
+            return Decided("ambiguous")
+        if verdict is ClaimVerdict.SEND:  # queued again since the claim looked: let a fresh job take it
+            return Decided("deferred", 0.1, "in_flight")
+        return Decided("skipped")
+
+    # -- wamids ---------------------------------------------------------------------------------
+
+    async def record_sent(
+        self, organization_id: UUID, message_id: UUID, attempt: int, wamid: str
+    ) -> datetime | None:
+        return await self._sent.submit((organization_id, repo.SentRecord(message_id, attempt, wamid)))
+
+    def _sent_batch(self, keys: Sequence[SentKey]) -> list[datetime | BaseException | None]:
+        by_org: dict[UUID, list[repo.SentRecord]] = defaultdict(list)
+        for org, record in keys:
+            by_org[org].append(record)
+        created = _retrying(self._sent_orgs, dict(sorted(by_org.items())))
+        return [created.get(record.message_id) for _, record in keys]
+
+    def _sent_orgs(self, by_org: dict[UUID, list[repo.SentRecord]]) -> dict[UUID, datetime]:
+        """The wamids, and what arrived for them before they were known, in one transaction."""
+        recorded: dict[UUID, datetime] = {}
+        with UnitOfWork(self._engine, organization_id=next(iter(by_org))) as uow:
+            for org, records in by_org.items():
+                if org != uow.organization_id:
+                    uow.switch_tenant(org)
+                mine = repo.record_sent_many(uow.conn, records)
+                wamids = [r.wamid for r in records if r.message_id in mine]
+                for wamid in repo.wamids_with_arrivals(uow.conn, wamids):
+                    self._catch_up(uow.conn, wamid)
+                recorded.update(mine)
+            uow.commit()
+        return recorded
+
+    # -- the rare outcomes ----------------------------------------------------------------------
+
+    async def record_failed(
+        self, organization_id: UUID, message_id: UUID, attempt: int | None, *, code: int | None, title: str,
+        details: str | None,
+    ) -> bool:  # fmt: skip
+        return await self._write(
+            organization_id,
+            lambda c: repo.record_failed(c, message_id, attempt, code=code, title=title, details=details),
+        )
+
+    async def record_ambiguous(
+        self, organization_id: UUID, message_id: UUID, attempt: int, detail: str
+    ) -> bool:
+        return await self._write(
+            organization_id, lambda c: repo.record_ambiguous(c, message_id, attempt, detail)
+        )
+
+    async def release(
+        self, organization_id: UUID, message_id: UUID, attempt: int, *, code: int | None, title: str,
+        details: str | None,
+    ) -> bool:  # fmt: skip
+        return await self._write(
+            organization_id,
+            lambda c: repo.release_attempt(c, message_id, attempt, code=code, title=title, details=details),
+        )
+
+    async def defer(self, organization_id: UUID, message_id: UUID, job: Job) -> None:
+        await self._write(organization_id, lambda c: repo.touch_queued(c, [message_id]))
+        await asyncio.to_thread(self._jobs.publish, job)
+
+    async def _write(self, organization_id: UUID, write: Callable[[Connection], T]) -> T:
+        def once() -> T:
+            with UnitOfWork(self._engine, organization_id=organization_id) as uow:
+                result = write(uow.conn)
+                uow.commit()
+            return result
+
+        return await asyncio.to_thread(_retrying, once)
+
+
+def _by_org(keys: Sequence[ClaimKey]) -> dict[UUID, list[UUID]]:
+    """Grouped by organization, in the organizations' order: every process locks the rows of
+    several organizations (their usage counters) in the same order, so none waits in a cycle."""
+    grouped: dict[UUID, list[UUID]] = defaultdict(list)
+    for org, message_id in keys:
+        grouped[org].append(message_id)
+    return dict(sorted(grouped.items()))
