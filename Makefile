@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install migrate lint typecheck unit integration bench clean
+.PHONY: run test faults soak install migrate lint typecheck unit integration bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,14 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/adsapp db upgrade
 
-## run: install, create and migrate the database, then start web + workers + scheduler (Ctrl-C stops all)
+## run: install, create and migrate the database, then start web + workers + scheduler (Ctrl-C stops all);
+## in development (the default) also the fake Graph API, a demo tenant and the curls to try it
+APP_ENV ?= development
+RUN_PROCFILE := $(if $(filter development,$(APP_ENV)),Procfile.dev,Procfile)
 run: migrate
-	PORT=$(PORT) $(BIN)/honcho start --port $(PORT)
+	@if [ "$(APP_ENV)" = development ]; then $(BIN)/adsapp dev-setup --base-url http://localhost:$(PORT); fi
+	APP_ENV=$(APP_ENV) PORT=$(PORT) FAKE_GRAPH_WEBHOOK_URL=http://127.0.0.1:$(PORT)/webhooks/whatsapp \
+	  $(BIN)/honcho start --port $(PORT) -f $(RUN_PROCFILE)
 
 lint: install
 	$(BIN)/ruff check .
@@ -33,6 +38,10 @@ typecheck: install
 ## test: lint, type-check and the whole suite against the real Postgres, RabbitMQ and Redis
 test: lint typecheck
 	$(BIN)/pytest -q
+
+## faults: the fault-injection suite (private Postgres, RabbitMQ, Redis; about 10 minutes)
+faults: install
+	$(BIN)/pytest -q -s -m faults tests/faults
 
 unit: install
 	$(BIN)/pytest -q tests/unit

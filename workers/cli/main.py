@@ -10,12 +10,12 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from config.errors import ConfigurationError
-from workers.cli import graph, setup
+from workers.cli import demo, devsetup, graph, setup
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 # Each module adds its own subcommands; later groups (dlq, templates, fake-graph, demo) join here.
-REGISTRARS: list[Registrar] = [setup.register, graph.register]
+REGISTRARS: list[Registrar] = [setup.register, graph.register, devsetup.register, demo.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
