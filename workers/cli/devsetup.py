@@ -1,8 +1,8 @@
 """`adsapp dev-setup`: a demo tenant, number and API key for a first `make run`, and curls to try.
 
 Idempotent: the tenant is found by its phone number id and made only once. The API key is stored
-hashed like any other, so its plaintext is kept in `var/dev/api-key` (development only) to print
-it again on the next run. The webhook curl carries a fresh message id and a signature over its
+hashed like any other, so its plaintext is kept in `var/dev/api-key` beside its organization id
+(development only) to print it again on the next run against the same database. The webhook curl carries a fresh message id and a signature over its
 exact bytes with the first `WHATSAPP_APP_SECRET`.
 """
 
@@ -46,8 +46,9 @@ def ensure_demo_tenant(settings: Settings, key_file: Path = KEY_FILE) -> tuple[s
         check_database(engine)
         with UnitOfWork(engine, system=True) as uow:
             route = resolve_phone_number(uow.conn, DEMO_PHONE_NUMBER_ID)
-        if route is not None and key_file.exists():
-            return str(route.organization_id), key_file.read_text().strip(), False
+        saved = key_file.read_text().split() if key_file.exists() else []
+        if route is not None and saved[:1] == [str(route.organization_id)]:
+            return str(route.organization_id), saved[1], False
         key = generate_key()
         with UnitOfWork(engine, system=True) as uow:
             if route is None:
@@ -63,7 +64,7 @@ def ensure_demo_tenant(settings: Settings, key_file: Path = KEY_FILE) -> tuple[s
     finally:
         engine.dispose()
     key_file.parent.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(key.plaintext + "\n")
+    key_file.write_text(f"{org_id} {key.plaintext}\n")
     key_file.chmod(0o600)
     return str(org_id), key.plaintext, True
 

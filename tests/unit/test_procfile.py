@@ -1,0 +1,57 @@
+"""The Procfile runner behind `adsapp demo`, the fault suite and the soak, on real child processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tests.support.processes import ROOT, wait_for
+from workers.cli.procfile import Fleet, ProcfileLine, read_procfile
+
+
+def test_procfile_dev_runs_every_procfile_line_plus_the_fake_graph_api() -> None:
+    production = read_procfile(ROOT / "Procfile")
+    development = read_procfile(ROOT / "Procfile.dev")
+    assert {line.name for line in production} >= {"web", "inbound", "outbound", "billing", "scheduler"}
+    assert set(production) < set(development)
+    assert [line.name for line in development if line not in production] == ["fake-graph"]
+
+
+def test_comments_and_blank_lines_are_skipped(tmp_path: Path) -> None:
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("# a comment\n\nweb: run --port ${PORT:-8000}\nworker:  python -m x  \n")
+    assert read_procfile(procfile) == [
+        ProcfileLine("web", "run --port ${PORT:-8000}"),
+        ProcfileLine("worker", "python -m x"),
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_kill_takes_the_children_too_and_stop_ends_everything(tmp_path: Path) -> None:
+    # Each line starts a child of its own that would outlive a plain kill of the parent.
+    line = "sleep 60 & echo $! > {pidfile}; wait"
+    lines = [ProcfileLine(n, line.format(pidfile=tmp_path / f"{n}.pid")) for n in ("a", "b")]
+    fleet = Fleet(lines, cwd=tmp_path, env=dict(os.environ), log_dir=tmp_path / "logs",
+                  per_process_env=lambda name: {"WHO": name})  # fmt: skip
+    fleet.start()
+    try:
+        assert wait_for(lambda: all((tmp_path / f"{n}.pid").exists() for n in ("a", "b")), 10)
+        time.sleep(0.1)
+        children = {n: int((tmp_path / f"{n}.pid").read_text()) for n in ("a", "b")}
+        assert fleet["a"].env["WHO"] == "a"
+        fleet["a"].kill()
+        assert not fleet["a"].running and not _alive(children["a"])
+        assert fleet["b"].running and _alive(children["b"])
+        assert fleet.dead() == ["a"]
+    finally:
+        fleet.stop()
+    assert not fleet["b"].running and not _alive(children["b"])
