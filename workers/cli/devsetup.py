@@ -2,8 +2,9 @@
 
 Idempotent: the tenant is found by its phone number id and made only once. The API key is stored
 hashed like any other, so its plaintext is kept in `var/dev/api-key` beside its organization id
-(development only) to print it again on the next run against the same database. The webhook curl carries a fresh message id and a signature over its
-exact bytes with the first `WHATSAPP_APP_SECRET`.
+(development only) to print it again on the next run against the same database. The webhook curl
+carries a fresh message id and a signature over its exact bytes with the first
+`WHATSAPP_APP_SECRET`.
 """
 
 from __future__ import annotations
