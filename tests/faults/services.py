@@ -186,4 +186,3 @@ class PrivateRabbitMQ:
             return False
         connection.close()
         return True
-
