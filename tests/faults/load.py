@@ -57,6 +57,8 @@ class Load:
         self.ledger = Ledger()
         self.media = False
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
         self._running = threading.Event()
         self._closed = threading.Event()
         self._threads = [
@@ -75,9 +77,10 @@ class Load:
         return self.ledger
 
     def pause(self) -> None:
+        """Stop starting requests; return once those in flight were answered and written down."""
         self._running.clear()
-        # Let requests in flight finish and be written down before the ledger is read.
-        time.sleep(max(self.intervals.values()) + 5.5)
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=10.0)
 
     def close(self) -> None:
         self._closed.set()
@@ -96,8 +99,17 @@ class Load:
                 self._running.wait()
                 if self._closed.is_set():
                     return
+                with self._lock:
+                    if not self._running.is_set():
+                        continue
+                    self._in_flight += 1
                 started = time.monotonic()
-                getattr(self, f"_one_{stream}")(client)
+                try:
+                    getattr(self, f"_one_{stream}")(client)
+                finally:
+                    with self._lock:
+                        self._in_flight -= 1
+                        self._idle.notify_all()
                 time.sleep(max(0.0, self.intervals[stream] - (time.monotonic() - started)))
         finally:
             client.close()
