@@ -160,14 +160,19 @@ class PrivateRabbitMQ:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 180.0) -> None:
         log = (self.root / "server.out").open("ab")
         self.proc = subprocess.Popen(
             ["rabbitmq-server"], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
         if not wait_for(self.ready, timeout, interval=0.5):
-            raise RuntimeError(f"private RabbitMQ node {self.node} did not start")
+            out = (self.root / "server.out").read_text(errors="replace")[-3000:]
+            logs = "".join(p.read_text(errors="replace")[-3000:] for p in (self.root / "log").glob("*.log"))
+            exited = self.proc.poll()
+            raise RuntimeError(
+                f"private RabbitMQ node {self.node} did not start (exit {exited}):\n{out}\n{logs}"
+            )
 
     def stop(self) -> None:
         subprocess.run(

@@ -122,10 +122,13 @@ def kill_group(name: str, stream: str) -> Callable[[Stack, Load], str]:
         _burst(load, stream, 60)  # a batch in the queue, so the kill lands mid-way through it
         time.sleep(1.0)
         child = stack.fleet[name]
+        # Accepted but not yet done at the kill: what the group had queued or in hand.
+        unfinished = evaluate(stack.dsn, stack.fake_url, load.ledger).lost
         child.kill()
         child.start()  # the supervisor's restart
         stack.wait_ready(name)
-        return f"killed with a batch queued; ready again {time.monotonic() - child.started_at:.0f} s after restart"
+        ready = time.monotonic() - child.started_at
+        return f"killed with {unfinished} accepted items unfinished; ready again {ready:.0f} s after restart"
 
     return inject
 
