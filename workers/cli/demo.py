@@ -25,7 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
@@ -155,6 +155,8 @@ class Demo:
             for tenant in self.tenants:
                 for customer in tenant.customers:
                     self._webhook(client, tenant, customer)
+            first = list(self.tally.wamids)
+            wait_until(lambda: self.stop_traffic.is_set() or len(self._stored(first)) == len(first), 30, 0.5)
             while not self.stop_traffic.is_set():
                 tenant = self.tenants[n % 2]
                 customer = tenant.customers[n % len(tenant.customers)]
@@ -214,34 +216,29 @@ class Demo:
         outbound.start()
         self.event("outbound workers killed with SIGKILL and restarted")
 
-    def view(self) -> Group:
+    def view(self) -> Table:
         with self.tally.lock:
             answers = dict(self.tally.answers)
         elapsed = time.monotonic() - self.started
-        head = Table(title=f"adsapp demo · t+{elapsed:.0f}s of {self.seconds:.0f}s · {self.phase}")
-        for column in ("stream", "answers"):
-            head.add_column(column)
-        head.add_row(
-            "webhooks",
-            ", ".join(f"{k[8:]}×{v}" for k, v in sorted(answers.items()) if k.startswith("webhook")),
+        table = Table(title=f"adsapp demo · t+{elapsed:.0f}s of {self.seconds:.0f}s", caption=self.phase)
+        table.add_column("what", min_width=22)
+        table.add_column("now", min_width=30)
+
+        def answered(prefix: str) -> str:
+            return ", ".join(
+                f"{k.split()[1]}×{v}" for k, v in sorted(answers.items()) if k.startswith(prefix)
+            )
+
+        table.add_row("webhooks answered", answered("webhook"))
+        table.add_row("API sends answered", answered("send"))
+        table.add_row("sent to Meta (fake)", str(self.fake_log().get("total", 0)))
+        depths = queue_depths(self.settings.rabbitmq_url, QUEUES)
+        table.add_row("queues (ready)", " ".join(f"{name}={depth}" for name, depth in depths.items()))
+        table.add_row(
+            "breakers", " ".join(f"{t.name}={self._breaker(t.phone_number_id)}" for t in self.tenants)
         )
-        head.add_row(
-            "API sends", ", ".join(f"{k[5:]}×{v}" for k, v in sorted(answers.items()) if k.startswith("send"))
-        )
-        head.add_row("sent to Meta (fake)", str(self.fake_log().get("total", 0)))
-        queues = Table(title="queues (ready) · breakers · dead letters")
-        queues.add_column("name")
-        queues.add_column("value")
-        for name, depth in queue_depths(self.settings.rabbitmq_url, QUEUES).items():
-            queues.add_row(f"queue {name}", str(depth))
-        for tenant in self.tenants:
-            queues.add_row(f"breaker {tenant.name}", self._breaker(tenant.phone_number_id))
-        queues.add_row("dead letters", str(self._dead_letters()))
-        events = Table(title="events")
-        events.add_column("when · what")
-        for line in self.tally.events[-5:]:
-            events.add_row(line)
-        return Group(head, queues, events)
+        table.add_row("dead letters", str(self._dead_letters()))
+        return table
 
     def _breaker(self, phone_number_id: str) -> str:
         try:
@@ -262,6 +259,14 @@ class Demo:
         try:
             with UnitOfWork(engine, system=True) as uow:
                 return audit.dead_letter_count(uow.conn)
+        finally:
+            engine.dispose()
+
+    def _stored(self, wamids: list[str]) -> Counter[str]:
+        engine = create_db_engine(self.settings, pool_size=1)
+        try:
+            with UnitOfWork(engine, system=True) as uow:
+                return audit.stored_wamids(uow.conn, wamids)
         finally:
             engine.dispose()
 
@@ -314,17 +319,26 @@ def _demo(args: argparse.Namespace) -> int:
         ]
         for thread in threads:
             thread.start()
-        with Live(demo.view(), console=console, refresh_per_second=2, transient=False) as live:
+        shown = 0
+        with Live(demo.view(), console=console, refresh_per_second=2, vertical_overflow="visible") as live:
+
+            def tick() -> None:
+                nonlocal shown
+                time.sleep(1.0)
+                for line in demo.tally.events[shown:]:
+                    live.console.print(f"[bold yellow]{line}[/]")
+                shown = len(demo.tally.events)
+                live.update(demo.view())
+
             deadline = demo.started + seconds
             while time.monotonic() < deadline:
-                time.sleep(1.0)
-                live.update(demo.view())
+                tick()
             demo.stop_traffic.set()
             demo.event("traffic stopped: draining")
             drain_until = time.monotonic() + 90
             while time.monotonic() < drain_until and not demo.settled():
-                time.sleep(1.0)
-                live.update(demo.view())
+                tick()
+            tick()
         table, clean = demo.summary()
         console.print(table)
         console.print(
