@@ -32,7 +32,7 @@ from rich.table import Table
 from config import Settings, get_settings
 from db import admin
 from db.engine import create_db_engine
-from db.repos import audit
+from db.repos import demo_counts as audit
 from db.repos import organizations as orgs
 from db.uow import UnitOfWork
 from domain.apikeys import generate_key
