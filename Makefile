@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+# Development mode: the published development secrets and token key are accepted (never elsewhere).
+export APP_ENV ?= development
 
 .PHONY: run test faults soak install migrate lint typecheck unit integration bench clean
 
@@ -21,7 +23,6 @@ migrate: install
 
 ## run: install, create and migrate the database, then start web + workers + scheduler (Ctrl-C stops all);
 ## in development (the default) also the fake Graph API, a demo tenant and the curls to try it
-APP_ENV ?= development
 RUN_PROCFILE := $(if $(filter development,$(APP_ENV)),Procfile.dev,Procfile)
 run: migrate
 	@if [ "$(APP_ENV)" = development ]; then $(BIN)/adsapp dev-setup --base-url http://localhost:$(PORT); fi
@@ -31,6 +32,7 @@ run: migrate
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy --strict config domain db services ingress workers

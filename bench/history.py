@@ -12,9 +12,14 @@ import sqlalchemy as sa
 
 
 def bench_database_url() -> str:
-    """A database of this run's own, beside the one `DATABASE_URL` names (created by migrating)."""
-    base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp")
-    return base.rpartition("/")[0] + f"/adsapp_bench_{uuid.uuid4().hex[:8]}"
+    """A database of this run's own, beside the one `DATABASE_URL` names (created by migrating),
+    as the application role; benchmarks run in development mode (its roles and secrets)."""
+    from config.settings import url_with_user
+
+    os.environ.setdefault("APP_ENV", "development")
+    base = os.environ.get("DATABASE_URL", "postgresql+psycopg://adsapp_app@127.0.0.1:5432/adsapp")
+    as_app = url_with_user(base, "adsapp_app", keep_password=False)
+    return as_app.rpartition("/")[0] + f"/adsapp_bench_{uuid.uuid4().hex[:8]}"
 
 
 def create_tenants(engine: sa.Engine, count: int, **number: object) -> list[tuple[uuid.UUID, str]]:

@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 from bench.paced_load import percentile, run_paced  # noqa: E402
 from bench.reference import PLAIN_WEBHOOK_PER_S, scaled_target  # noqa: E402
 from config.settings import get_settings  # noqa: E402
+
+os.environ.setdefault("APP_ENV", "development")
 from domain import jobs  # noqa: E402
 from tests.support.processes import queue_depth  # noqa: E402
 from tests.support.services import rabbitmq_vhost  # noqa: E402

@@ -113,7 +113,7 @@ def _produce(
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
     from domain.outbound import send_job
-    from workers.publisher import BrokerJobPublisher
+    from services.publisher import BrokerJobPublisher
 
     publisher = BrokerJobPublisher(
         RabbitmqBroker(url=os.environ["RABBITMQ_URL"], confirm_delivery=True, middleware=[])

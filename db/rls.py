@@ -120,3 +120,120 @@ DROP POLICY IF EXISTS tenant_isolation ON {table};
 ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE {table} DISABLE ROW LEVEL SECURITY;
 """
+
+
+def create_login_roles(app_role: str, system_role: str) -> str:
+    """The application role logs in itself (no superuser session that switched role), and the
+    maintenance role of system units of work is created beside it. Both are plain: no superuser,
+    no BYPASSRLS, members of no role. Creating a role concurrently with another migration of the
+    same cluster can race; the loser finds it made."""
+    return f"""
+ALTER ROLE "{app_role}" LOGIN;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{system_role}') THEN
+        CREATE ROLE "{system_role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $$;
+GRANT USAGE ON SCHEMA public TO "{system_role}";
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{system_role}";
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{system_role}";
+ALTER DEFAULT PRIVILEGES IN SCHEMA public
+    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{system_role}";
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "{system_role}";
+REVOKE ALL ON TABLE alembic_version FROM "{system_role}";
+"""
+
+
+def revoke_system_role(system_role: str) -> str:
+    # The role itself stays: roles belong to the cluster, and other databases may use it.
+    return f"""
+ALTER DEFAULT PRIVILEGES IN SCHEMA public
+    REVOKE SELECT, INSERT, UPDATE, DELETE ON TABLES FROM "{system_role}";
+ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE USAGE, SELECT ON SEQUENCES FROM "{system_role}";
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{system_role}";
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM "{system_role}";
+REVOKE ALL ON SCHEMA public FROM "{system_role}";
+"""
+
+
+def gated_system_scope(system_role: str, owner: str) -> str:
+    """`app.system` is a setting any session may set; it opens the system scope only for the
+    maintenance role, and for the owner (who runs the SECURITY DEFINER functions: current_user
+    inside them is the owner that created them). The application role setting it sees no more."""
+    return f"""
+CREATE OR REPLACE FUNCTION app_is_system() RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $fn$ SELECT coalesce(current_setting('app.system', true), '') = 'on'
+               AND current_user IN ('{system_role}', '{owner}') $fn$;
+"""
+
+
+UNGATED_SYSTEM_SCOPE = """
+CREATE OR REPLACE FUNCTION app_is_system() RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$ SELECT coalesce(current_setting('app.system', true), '') = 'on' $$;
+"""
+
+
+# The SECURITY DEFINER functions are the only cross-tenant reads: nobody but the application role
+# may call them (PostgreSQL grants EXECUTE to PUBLIC by default).
+def restrict_definer_functions(app_role: str) -> str:
+    return f"""
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+             WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, '{app_role}');
+    END LOOP;
+END $$;
+"""
+
+
+def reopen_definer_functions() -> str:
+    return """
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+             WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
+    END LOOP;
+END $$;
+"""
+
+
+APPEND_ONLY_TABLE = "event_store"
+
+
+def append_only_event_store(*roles: str) -> str:
+    """The audit trail is written, never rewritten: no UPDATE, DELETE or TRUNCATE for the runtime's
+    roles, and a trigger that refuses them for everyone else but a superuser who drops it."""
+    revokes = "\n".join(
+        f'REVOKE UPDATE, DELETE, TRUNCATE ON {APPEND_ONLY_TABLE} FROM "{role}";' for role in roles
+    )
+    return f"""
+{revokes}
+CREATE OR REPLACE FUNCTION app_refuse_event_rewrite() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $fn$ BEGIN
+        RAISE EXCEPTION 'event_store is append-only: % refused', TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+    END $fn$;
+CREATE TRIGGER event_store_append_only BEFORE UPDATE OR DELETE ON {APPEND_ONLY_TABLE}
+    FOR EACH ROW EXECUTE FUNCTION app_refuse_event_rewrite();
+CREATE TRIGGER event_store_no_truncate BEFORE TRUNCATE ON {APPEND_ONLY_TABLE}
+    FOR EACH STATEMENT EXECUTE FUNCTION app_refuse_event_rewrite();
+"""
+
+
+def rewritable_event_store(*roles: str) -> str:
+    grants = "\n".join(f'GRANT UPDATE, DELETE ON {APPEND_ONLY_TABLE} TO "{role}";' for role in roles)
+    return f"""
+DROP TRIGGER IF EXISTS event_store_no_truncate ON {APPEND_ONLY_TABLE};
+DROP TRIGGER IF EXISTS event_store_append_only ON {APPEND_ONLY_TABLE};
+DROP FUNCTION IF EXISTS app_refuse_event_rewrite();
+{grants}
+"""

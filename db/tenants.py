@@ -1,13 +1,17 @@
-"""Routing to a tenant: the one cross-tenant read, through narrow SECURITY DEFINER functions."""
+"""Routing to a tenant: the one cross-tenant read, through narrow SECURITY DEFINER functions.
+
+A number's access token is stored encrypted; the route hands it out decrypted (`db/token_cipher.py`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from db.token_cipher import unseal
 from domain.apikeys import ApiKeyRecord
 
 
@@ -15,7 +19,7 @@ from domain.apikeys import ApiKeyRecord
 class NumberRoute:
     organization_id: UUID
     whatsapp_number_id: UUID
-    access_token: str | None
+    access_token: str | None = field(repr=False)  # decrypted; never in a repr or a log line
     mps: int
 
 
@@ -25,7 +29,7 @@ def resolve_phone_number(conn: Connection, phone_number_id: str) -> NumberRoute 
     ).one_or_none()
     if row is None:
         return None
-    return NumberRoute(row.organization_id, row.whatsapp_number_id, row.access_token, row.mps)
+    return NumberRoute(row.organization_id, row.whatsapp_number_id, unseal(row.access_token), row.mps)
 
 
 def resolve_api_key(conn: Connection, key_hash: str) -> ApiKeyRecord | None:

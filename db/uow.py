@@ -19,6 +19,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from db import outbox, prepared
+from db.engine import system_engine
 from db.prepared import Prepared
 from db.rls import ORG_SETTING, SYSTEM_SETTING
 from domain.ports import Job, JobPublisher
@@ -87,7 +88,8 @@ class UnitOfWork(_GivesBack):
         return self._conn
 
     def __enter__(self) -> Self:
-        conn = self._engine.connect()
+        # Only the maintenance role's sessions can open the system scope (see db/engine.py).
+        conn = (system_engine(self._engine) if self.system else self._engine).connect()
         try:
             begin_scoped(conn, self.organization_id, self.system, self._generic_plans)
         except BaseException:

@@ -7,9 +7,10 @@ to brute-force, and every API request must look its key up cheaply.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 KEY_PREFIX = "ads_"
 VISIBLE_CHARS = 8
@@ -60,3 +61,37 @@ class ApiKeyRecord:
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+_DURATION = re.compile(r"(\d+)([dhm])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """`--expires`: an ISO 8601 time (UTC unless it names its zone) or a duration from now
+    (`90d`, `12h`, `30m`); it must lie in the future."""
+    value = text.strip()
+    duration = _DURATION.fullmatch(value)
+    if duration:
+        at = now + timedelta(**{_UNITS[duration.group(2)]: int(duration.group(1))})
+    else:
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"--expires {text!r} is neither an ISO 8601 time (2027-01-31T00:00:00Z) "
+                "nor a duration (90d, 12h, 30m)"
+            ) from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+    if at <= now:
+        raise ValueError(f"--expires {text!r} is not in the future")
+    return at
+
+
+def key_state(expires_at: datetime | None, revoked_at: datetime | None, now: datetime) -> str:
+    if revoked_at is not None and revoked_at <= now:
+        return "revoked"
+    if expires_at is not None and expires_at <= now:
+        return "expired"
+    return "active"

@@ -19,5 +19,3 @@ FETCH_MEDIA_ACTOR: Final = "fetch_media"
 
 OUTBOUND_QUEUE: Final = "outbound"
 SEND_MESSAGE_ACTOR: Final = "send_message"
-
-MAINTENANCE_QUEUE: Final = "maintenance"

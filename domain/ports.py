@@ -27,12 +27,6 @@ class JobPublisher(Protocol):
     def publish(self, job: Job) -> None: ...
 
 
-class RealtimePublisher(Protocol):
-    """Best-effort fan-out to live inboxes (Redis pub/sub); losing one is acceptable."""
-
-    def publish(self, channel: str, payload: Mapping[str, Any]) -> None: ...
-
-
 class MediaStorage(Protocol):
     """Where downloaded media bytes live; returns the key to find them again."""
 

@@ -1,7 +1,8 @@
 """Shared fixtures: a database and a RabbitMQ vhost of this test run's own, on the real services.
 
 The environment variables are set for the whole session, so processes the tests start (workers,
-the ingress) use the same isolated database and vhost.
+the ingress) use the same isolated database and vhost, log in as the application role, and run in
+development mode (its published secrets and token key).
 """
 
 from __future__ import annotations
@@ -15,26 +16,46 @@ from redis import Redis
 from sqlalchemy.engine import Engine
 
 from config import Settings, get_settings
+from config.settings import url_with_user
 from db import admin
 from db.engine import create_db_engine
 from tests.support.services import rabbitmq_vhost
 
-BASE_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp")
+os.environ["APP_ENV"] = "development"
+
+APP_ROLE = "adsapp_app"
+SYSTEM_ROLE = "adsapp_system"
+# The owner's login: DATABASE_ADMIN_URL, else DATABASE_URL as the `postgres` superuser.
+BASE_ADMIN_URL = os.environ.get("DATABASE_ADMIN_URL") or url_with_user(
+    os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp"),
+    "postgres",
+    keep_password=False,
+)
 BASE_RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
-def database_url_for(name: str) -> str:
-    base, _, _ = BASE_DATABASE_URL.rpartition("/")
+def admin_url_for(name: str) -> str:
+    base, _, _ = BASE_ADMIN_URL.rpartition("/")
     return f"{base}/{name}"
+
+
+def database_url_for(name: str, role: str = APP_ROLE) -> str:
+    """The URL of database `name` as `role` (the application role unless told)."""
+    return url_with_user(admin_url_for(name), role, keep_password=False)
 
 
 @pytest.fixture(scope="session")
 def settings() -> Iterator[Settings]:
     """Settings pointing at a fresh, migrated database and a fresh vhost; dropped afterwards."""
-    db_url = database_url_for(f"adsapp_test_{uuid.uuid4().hex[:10]}")
+    name = f"adsapp_test_{uuid.uuid4().hex[:10]}"
+    urls = {
+        "DATABASE_URL": database_url_for(name),
+        "DATABASE_ADMIN_URL": admin_url_for(name),
+        "DATABASE_SYSTEM_URL": database_url_for(name, SYSTEM_ROLE),
+    }
     with rabbitmq_vhost(BASE_RABBITMQ_URL) as amqp_url:
-        saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "RABBITMQ_URL")}
-        os.environ["DATABASE_URL"] = db_url
+        saved = {k: os.environ.get(k) for k in (*urls, "RABBITMQ_URL")}
+        os.environ.update(urls)
         os.environ["RABBITMQ_URL"] = amqp_url
         get_settings.cache_clear()
         current = get_settings()
@@ -61,7 +82,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def owner_engine(settings: Settings) -> Iterator[Engine]:
-    """Connections as DATABASE_URL's own user (the table owner), for catalog checks only."""
+    """Connections as DATABASE_ADMIN_URL's user (the table owner), for catalog checks only."""
     eng = create_db_engine(settings, pool_size=2, as_app_role=False)
     yield eng
     eng.dispose()

@@ -14,9 +14,9 @@ from sqlalchemy.engine import Engine
 
 from config import Settings, get_settings
 from db.engine import create_db_engine
+from services.publisher import BrokerJobPublisher
 from workers.graph import GraphClient
 from workers.outbound.options import GraphAdapters
-from workers.publisher import BrokerJobPublisher
 
 
 @dataclass

@@ -27,7 +27,6 @@ GROUPS: dict[str, Group] = {
     "outbound": Group(("outbound",), processes=1, threads=16, metrics_port=9192),
     "bulk": Group(("bulk",), processes=1, threads=4, metrics_port=9193),
     "billing": Group(("billing",), processes=1, threads=2, metrics_port=9194),
-    "maintenance": Group(("maintenance",), processes=1, threads=2, metrics_port=9195),
 }
 
 

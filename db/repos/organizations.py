@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from db.tables import api_keys, organizations, whatsapp_numbers
+from db.token_cipher import seal
 from domain.apikeys import NewApiKey
 
 
@@ -41,7 +43,7 @@ def add_number(
                     phone_number_id=phone_number_id,
                     display_phone_number=display_phone_number,
                     waba_id=waba_id,
-                    access_token=access_token,
+                    access_token=seal(access_token),  # encrypted at rest
                     mps=mps,
                 )
                 .returning(whatsapp_numbers.c.id)
@@ -51,7 +53,13 @@ def add_number(
 
 
 def add_api_key(
-    conn: Connection, organization_id: UUID, name: str, key: NewApiKey, scopes: tuple[str, ...]
+    conn: Connection,
+    organization_id: UUID,
+    name: str,
+    key: NewApiKey,
+    scopes: tuple[str, ...],
+    *,
+    expires_at: datetime | None = None,
 ) -> UUID:
     return UUID(
         str(
@@ -63,6 +71,7 @@ def add_api_key(
                     prefix=key.prefix,
                     key_hash=key.key_hash,
                     scopes=list(scopes),
+                    expires_at=expires_at,
                 )
                 .returning(api_keys.c.id)
             ).scalar_one()

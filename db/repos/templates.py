@@ -11,18 +11,20 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from db.tables import message_templates, whatsapp_numbers
+from db.token_cipher import unseal
 from domain.templates import StoredTemplate
 
 
 def accounts(conn: Connection) -> list[tuple[str, str | None]]:
-    """(waba_id, an access token) of each WhatsApp Business Account the scoped organization has."""
+    """(waba_id, an access token, decrypted) of each WhatsApp Business Account the scoped
+    organization has."""
     rows = conn.execute(
         sa.select(whatsapp_numbers.c.waba_id, sa.func.max(whatsapp_numbers.c.access_token))
         .where(whatsapp_numbers.c.waba_id.is_not(None))
         .group_by(whatsapp_numbers.c.waba_id)
         .order_by(whatsapp_numbers.c.waba_id)
     )
-    return [(str(r[0]), r[1]) for r in rows]
+    return [(str(r[0]), unseal(r[1])) for r in rows]
 
 
 def all_accounts(conn: Connection) -> list[tuple[UUID, str]]:

@@ -17,8 +17,8 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from db.repos import audit, templates
 from db.repos import outbound as repo
-from db.repos import templates
 from db.repos.billing import check_send_allowed
 from db.tables import messages
 from db.uow import UnitOfWork
@@ -39,7 +39,12 @@ class Accepted:
 
 
 def accept_send(
-    res: ApiResources, organization_id: UUID, request: SendMessageRequest, idempotency_key: str | None
+    res: ApiResources,
+    organization_id: UUID,
+    request: SendMessageRequest,
+    idempotency_key: str | None,
+    *,
+    api_key_id: UUID | None = None,
 ) -> Accepted:
     fp = fingerprint("send_message", request) if idempotency_key else None
     # Twice at most: a lost race for the idempotency key is answered from the winner's row.
@@ -54,6 +59,20 @@ def accept_send(
                 continue
             message_id, number = queued
             uow.enqueue(send_job(organization_id, message_id, number, wa_id_of(request.root.to)))
+            audit.append(
+                uow.conn,
+                organization_id,
+                audit.MESSAGE,
+                message_id,
+                "message.accepted",
+                {
+                    "via": "api",
+                    "api_key_id": str(api_key_id) if api_key_id else None,
+                    "phone_number_id": number,
+                    "type": request.root.type,
+                    "idempotency_key": idempotency_key,
+                },
+            )
             _commit(uow, res, organization_id, message_id)
             return Accepted(message_id, replayed=False)
     raise ApiError(ErrorCode.INTERNAL_ERROR, "Could not settle the idempotency key; retry.")

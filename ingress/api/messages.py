@@ -36,7 +36,9 @@ def _link(call: Call, message_id: UUID) -> str:
 
 def send_message(call: Call) -> Reply:
     key = parse_key(call.headers.get("idempotency-key"))
-    accepted = accept_send(call.resources, call.principal.organization_id, call.body, key)
+    accepted = accept_send(
+        call.resources, call.principal.organization_id, call.body, key, api_key_id=call.principal.key_id
+    )
     data = MessageAccepted(id=accepted.message_id, links={"self": _link(call, accepted.message_id)})
     headers = {"Location": _link(call, accepted.message_id)}
     if accepted.replayed:

@@ -1,5 +1,10 @@
 """An API operation declared once (method, path, scope, models, handler) and the one pipeline
-every operation runs through: authenticate, rate-limit, check the scope, validate, handle, wrap.
+every operation runs through: authenticate, rate-limit, read the body, check the scope, validate,
+handle, wrap.
+
+A request is authenticated before its body is read: an unauthenticated caller never gets to make
+the server buffer a body, and its attempts are counted per client address (`rate-limited per
+address` below), so guessing keys or flooding with bad ones is answered 429 without more work.
 
 The same declarations feed the router and the OpenAPI document, so the document cannot drift from
 what the code accepts. Handlers are sync functions run in the threadpool; they raise `ApiError`
@@ -83,19 +88,37 @@ class _Facts:
     request_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    principal: Principal | None
+    rate_headers: dict[str, str]
+    refusal: Response | None = None
+
+
 def endpoint(op: Operation, state: ApiState) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         started = time.perf_counter()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        try:
-            body = await _read_body(request, state.options.max_body_bytes) if op.body is not None else None
-        except ApiError as exc:
-            response = failure(exc)
+        address = request.client.host if request.client else "unknown"
+        admitted = await run_in_threadpool(_admit, op, state, request.headers.get("authorization"), address)
+        if admitted.refusal is not None or admitted.principal is None:
+            response = admitted.refusal or failure(ApiError(ErrorCode.AUTH_MISSING))
         else:
-            facts = _Facts(
-                dict(request.headers), dict(request.path_params), dict(request.query_params), body, request_id
-            )
-            response = await run_in_threadpool(_handle, op, state, facts)
+            try:
+                body = (
+                    await _read_body(request, state.options.max_body_bytes) if op.body is not None else None
+                )
+            except ApiError as exc:
+                response = failure(exc, admitted.rate_headers)
+            else:
+                facts = _Facts(
+                    dict(request.headers),
+                    dict(request.path_params),
+                    dict(request.query_params),
+                    body,
+                    request_id,
+                )
+                response = await run_in_threadpool(_handle, op, state, facts, admitted)
         response.headers["X-Request-ID"] = request_id[:200]
         state.metrics.requests.labels(op.operation_id, str(response.status_code)).inc()
         state.metrics.seconds.labels(op.operation_id).observe(time.perf_counter() - started)
@@ -121,20 +144,63 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _handle(op: Operation, state: ApiState, facts: _Facts) -> Response:
+_AUTH_FAILURES = frozenset(
+    {ErrorCode.AUTH_MISSING, ErrorCode.AUTH_INVALID, ErrorCode.AUTH_EXPIRED, ErrorCode.AUTH_REVOKED}
+)
+
+
+def _admit(op: Operation, state: ApiState, authorization: str | None, address: str) -> _Admitted:
+    """Authenticate and apply the key's rate limit, before anything of the body is read. A failed
+    authentication counts against the client address; past its limit the answer is 429."""
     rate_headers: dict[str, str] = {}
     try:
         res = state.resources
-        principal = authenticate(
-            res.engine, res.redis, facts.headers.get("authorization"), res.options.redis_namespace
-        )
+        try:
+            principal = authenticate(res.engine, res.redis, authorization, res.options.redis_namespace)
+        except ApiError as exc:
+            if exc.code in _AUTH_FAILURES:
+                _count_unauthenticated(state, address)
+            raise
         rate = res.limiter.hit(principal.key_id)
-        if rate is not None:
+        if rate is None:
+            state.metrics.limiter_unavailable.labels("key").inc()
+        else:
             rate_headers = rate.headers()
             if not rate.allowed:
                 raise ApiError(
                     ErrorCode.RATE_LIMITED, details={"limit": rate.limit, "reset_seconds": rate.reset_seconds}
                 )
+        return _Admitted(principal, rate_headers)
+    except ApiError as exc:
+        return _Admitted(None, rate_headers, failure(exc, rate_headers))
+    except (DBAPIError, RedisError, ConnectionError, TimeoutError) as exc:
+        log.warning("API dependency unavailable", extra={"operation": op.operation_id, "error": repr(exc)})
+        return _Admitted(None, rate_headers, failure(ApiError(ErrorCode.UNAVAILABLE), rate_headers))
+    except Exception:
+        log.exception("API authentication failed", extra={"operation": op.operation_id})
+        return _Admitted(None, rate_headers, failure(ApiError(ErrorCode.INTERNAL_ERROR), rate_headers))
+
+
+def _count_unauthenticated(state: ApiState, address: str) -> None:
+    rate = state.resources.address_limiter.hit(address)
+    if rate is None:
+        state.metrics.limiter_unavailable.labels("address").inc()
+        return
+    if not rate.allowed:
+        raise ApiError(
+            ErrorCode.RATE_LIMITED,
+            "Too many unauthenticated requests from this address; retry after the reset.",
+            {"limit": rate.limit, "reset_seconds": rate.reset_seconds},
+            headers=rate.headers(),
+        )
+
+
+def _handle(op: Operation, state: ApiState, facts: _Facts, admitted: _Admitted) -> Response:
+    rate_headers = admitted.rate_headers
+    try:
+        res = state.resources
+        principal = admitted.principal
+        assert principal is not None
         principal.require(op.scope)
         call = Call(
             principal=principal,

@@ -1,9 +1,14 @@
-"""A per-API-key request limit in Redis (a fixed window), shared by every ingress process.
+"""Request limits in Redis (fixed windows), shared by every ingress process: one per API key, and
+one per client address for requests that fail authentication.
 
 Every authenticated answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
-`X-RateLimit-Reset` (seconds until the window resets); a 429 adds `Retry-After`. When Redis cannot
-be reached the request is let through (logged): the limit protects capacity, and refusing every
-request because the limiter is down would turn a Redis blip into an outage of the API.
+`X-RateLimit-Reset` (seconds until the window resets); a 429 adds `Retry-After`.
+
+When Redis cannot be reached, both limits are lifted (fail open), logged and counted
+(`api_rate_limiter_unavailable_total{limit}`). The per-key limit protects capacity, and refusing
+every request because the limiter is down would turn a Redis blip into an outage of the API. The
+per-address limit guards against guessing keys, which 256-bit keys make hopeless anyway, and
+unauthenticated requests are still refused (401) before their body is read.
 """
 
 from __future__ import annotations
@@ -46,20 +51,21 @@ class RateState:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, *, limit: int, window_seconds: float, namespace: str) -> None:
+    def __init__(
+        self, redis: Redis, *, limit: int, window_seconds: float, namespace: str, scope: str = "rate"
+    ) -> None:
         if limit < 1 or window_seconds <= 0:
             raise ValueError("limit and window_seconds must be positive")
         self._limit = limit
         self._window_ms = int(window_seconds * 1000)
-        self._namespace = namespace
+        self._prefix = f"{namespace}:api:{scope}"
         self._script = redis.register_script(_HIT)
 
-    def hit(self, key_id: UUID) -> RateState | None:
-        """Count one request for the key; None when Redis could not be asked."""
+    def hit(self, key_id: UUID | str) -> RateState | None:
+        """Count one request for the key (an API key id, or a client address); None when Redis
+        could not be asked."""
         try:
-            count, ttl_ms = self._script(
-                keys=[f"{self._namespace}:api:rate:{key_id}"], args=[self._window_ms]
-            )
+            count, ttl_ms = self._script(keys=[f"{self._prefix}:{key_id}"], args=[self._window_ms])
         except RedisError:
             log.warning("rate limiter unavailable; request let through", exc_info=True)
             return None

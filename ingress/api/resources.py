@@ -22,13 +22,16 @@ from db.engine import create_db_engine
 from domain.ports import JobPublisher
 from ingress.api.errors import ApiError, ErrorCode
 from ingress.api.ratelimit import RateLimiter
-from workers.publisher import BrokerJobPublisher
+from services.publisher import BrokerJobPublisher
 
 
 @dataclass(frozen=True, slots=True)
 class ApiOptions:
     rate_limit: int = 600  # requests per key per window
     rate_window_seconds: float = 60.0
+    # Requests failing authentication, per client address per window; past it, 429.
+    unauthenticated_limit: int = 30
+    unauthenticated_window_seconds: float = 60.0
     redis_namespace: str = "adsapp"
     max_body_bytes: int = 256 * 1024
     base_path: str = "/api/v1"
@@ -42,6 +45,16 @@ class ApiResources:
     limiter: RateLimiter
     options: ApiOptions
     owned: list[object] = field(default_factory=list)
+    address_limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.address_limiter = RateLimiter(
+            self.redis,
+            limit=self.options.unauthenticated_limit,
+            window_seconds=self.options.unauthenticated_window_seconds,
+            namespace=self.options.redis_namespace,
+            scope="unauthenticated",
+        )
 
     def close(self) -> None:
         for thing in self.owned:
@@ -78,6 +91,12 @@ class ApiMetrics:
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=registry,
         )
+        self.limiter_unavailable = Counter(
+            "api_rate_limiter_unavailable_total",
+            "Requests let through unlimited because Redis could not be asked, by limit (key, address)",
+            ["limit"],
+            registry=registry,
+        )
 
 
 class ApiState:
@@ -99,7 +118,8 @@ class ApiState:
         self._settings = settings
         self._given = resources
         self._resources: ApiResources | None = None
-        self.metrics = ApiMetrics(registry if registry is not None else CollectorRegistry())
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = ApiMetrics(self.registry)
 
     def open(self) -> None:
         if self._resources is None:

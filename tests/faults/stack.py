@@ -118,7 +118,11 @@ def build_stack() -> Stack:
     ingress_url, fake_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{fake_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "RABBITMQ_", "REDIS_"))}
     env.update(
-        DATABASE_URL=postgres.url(DATABASE),
+        APP_ENV="development",
+        # The roles `db upgrade` makes; the private cluster trusts local logins, so no passwords.
+        DATABASE_URL=postgres.url(DATABASE, "adsapp_app"),
+        DATABASE_SYSTEM_URL=postgres.url(DATABASE, "adsapp_system"),
+        DATABASE_ADMIN_URL=postgres.url(DATABASE),
         RABBITMQ_URL=rabbitmq.url,
         REDIS_URL=redis.url,
         GRAPH_API_URL=fake_url,
@@ -135,8 +139,6 @@ def build_stack() -> Stack:
         OUTBOUND_BREAKER_RESET_SECONDS="5",
         OUTBOUND_API_BREAKER_RESET_SECONDS="5",
     )
-    if "database_admin_url" in Settings.model_fields:
-        env["DATABASE_ADMIN_URL"] = postgres.url(DATABASE)
     subprocess.run(
         [str(ROOT / ".venv/bin/adsapp"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True
     )
@@ -192,7 +194,13 @@ def _answers(url: str) -> bool:
 
 
 def _seed(postgres: PrivatePostgres, env: dict[str, str], ingress_url: str) -> Target:
-    settings = Settings(database_url=env["DATABASE_URL"], redis_url=env["REDIS_URL"])
+    settings = Settings(
+        app_env="development",
+        database_url=env["DATABASE_URL"],
+        database_admin_url=env["DATABASE_ADMIN_URL"],
+        database_system_url=env["DATABASE_SYSTEM_URL"],
+        redis_url=env["REDIS_URL"],
+    )
     engine = create_db_engine(settings, pool_size=1)
     try:
         sender = make_tenant(engine, mps=1000)

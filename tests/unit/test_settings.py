@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from config import Settings
+from config.errors import ConfigurationError
 from config.settings import mask_url
 
 
@@ -74,6 +75,80 @@ def test_mask_url() -> None:
 
 
 def test_app_role_must_be_an_identifier(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_APP_ROLE", 'x"; DROP TABLE messages; --')
-    with pytest.raises(ValidationError, match="DATABASE_APP_ROLE"):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x%22%3B%20DROP@db/fleet")
+    with pytest.raises(ValidationError, match="DATABASE_URL"):
         Settings()
+
+
+PRODUCTION_SECRETS = {
+    "WHATSAPP_APP_SECRET": "a-real-app-secret",
+    "WHATSAPP_VERIFY_TOKEN": "a-real-verify-token",
+    "STRIPE_WEBHOOK_SECRET": "whsec_real",
+    "TOKEN_ENCRYPTION_KEYS": "x2Yq0eJpHn0uH3fZbTqGqzS1H7m2oU9o6o0bY8c0cXk=",
+    "DATABASE_SYSTEM_URL": "postgresql://adsapp_system:pw@db/fleet",
+}
+
+
+@pytest.mark.parametrize("missing", sorted(PRODUCTION_SECRETS))
+def test_outside_development_a_missing_secret_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    for name, value in PRODUCTION_SECRETS.items():
+        if name == missing:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=missing):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("name", "dev_value"),
+    [
+        ("WHATSAPP_APP_SECRET", "new-secret,dev-app-secret"),
+        ("WHATSAPP_VERIFY_TOKEN", "dev-verify-token"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_dev"),
+        ("TOKEN_ENCRYPTION_KEYS", "yQNWUuBgTU141G-3UHollExNiPCiY5_wwlHzJ-ZVVo8="),
+    ],
+)
+def test_outside_development_a_development_secret_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, name: str, dev_value: str
+) -> None:
+    monkeypatch.setenv("APP_ENV", "staging")
+    for other, value in PRODUCTION_SECRETS.items():
+        monkeypatch.setenv(other, value)
+    monkeypatch.setenv(name, dev_value)
+    with pytest.raises(ValidationError, match=name):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_production_with_its_own_secrets_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.delenv("DATABASE_ADMIN_URL", raising=False)
+    for name, value in PRODUCTION_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert not s.is_development
+    assert s.token_keys == [PRODUCTION_SECRETS["TOKEN_ENCRYPTION_KEYS"]]
+    assert s.database_system_role == "adsapp_system"
+    with pytest.raises(ConfigurationError, match="DATABASE_ADMIN_URL"):
+        _ = s.admin_sqlalchemy_url
+
+
+def test_development_defaults_the_admin_and_system_logins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "development")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://adsapp_app:pw@db:5433/fleet")
+    for name in ("DATABASE_ADMIN_URL", "DATABASE_SYSTEM_URL", "TOKEN_ENCRYPTION_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.database_app_role == "adsapp_app"
+    assert s.admin_sqlalchemy_url == "postgresql+psycopg://postgres@db:5433/fleet"
+    assert s.system_sqlalchemy_url == "postgresql+psycopg://adsapp_system:pw@db:5433/fleet"
+    assert s.token_keys == ["yQNWUuBgTU141G-3UHollExNiPCiY5_wwlHzJ-ZVVo8="]
+
+
+def test_a_malformed_token_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEYS", "not-a-fernet-key")
+    with pytest.raises(ValidationError, match="TOKEN_ENCRYPTION_KEYS must be Fernet keys"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -10,12 +10,19 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from config.errors import ConfigurationError
-from workers.cli import demo, devsetup, graph, setup
+from db.token_cipher import TokenUndecryptable
+from workers.cli import demo, devsetup, graph, setup, tokens
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 # Each module adds its own subcommands; later groups (dlq, templates, fake-graph, demo) join here.
-REGISTRARS: list[Registrar] = [setup.register, graph.register, devsetup.register, demo.register]
+REGISTRARS: list[Registrar] = [
+    setup.register,
+    graph.register,
+    tokens.register,
+    devsetup.register,
+    demo.register,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.handler(args)
-    except (ConfigurationError, ValidationError, ValueError) as exc:
+    except (ConfigurationError, ValidationError, ValueError, TokenUndecryptable) as exc:
         print(f"adsapp: error: {exc}", file=sys.stderr)
         return 2
     except IntegrityError as exc:

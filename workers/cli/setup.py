@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from config import get_settings
 from db import admin
 from db.engine import check_database, create_db_engine
+from db.repos import audit
 from db.repos import organizations as orgs
 from db.uow import UnitOfWork
-from domain.apikeys import generate_key, parse_scopes
+from domain.apikeys import generate_key, parse_expiry, parse_scopes
+from workers.cli import apikeys as apikey_commands
 
 if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -53,7 +56,9 @@ def register(commands: Commands) -> None:
     key.add_argument("org_id", type=UUID)
     key.add_argument("--name", required=True)
     key.add_argument("--scopes", required=True, help="comma-separated, e.g. messages:write,messages:read")
+    key.add_argument("--expires", help="ISO 8601 time (UTC unless zoned) or a duration: 90d, 12h, 30m")
     key.set_defaults(handler=_apikey_create)
+    apikey_commands.register(apikey)
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -104,9 +109,15 @@ def _number_add(args: argparse.Namespace) -> int:
 
 def _apikey_create(args: argparse.Namespace) -> int:
     scopes = parse_scopes(args.scopes)
+    expires_at = parse_expiry(args.expires, datetime.now(UTC)) if args.expires else None
     key = generate_key()
     with UnitOfWork(create_db_engine(get_settings(), pool_size=1), organization_id=args.org_id) as uow:
-        orgs.add_api_key(uow.conn, args.org_id, args.name, key, scopes)
+        key_id = orgs.add_api_key(uow.conn, args.org_id, args.name, key, scopes, expires_at=expires_at)
+        audit.append(
+            uow.conn, args.org_id, audit.API_KEY, key_id, "api_key.created",
+            {"prefix": key.prefix, "name": args.name, "scopes": list(scopes), "via": "cli",
+             "expires_at": expires_at.isoformat() if expires_at else None},
+        )  # fmt: skip
         uow.commit()
     print(key.plaintext)
     return 0

@@ -19,11 +19,11 @@ from config import Settings
 from db import tables as t
 from domain import jobs
 from domain.ports import Job
+from services.publisher import BrokerJobPublisher
 from tests.integration.billing.conftest import org_row, webhook_row
 from tests.support import stripe_events as se
 from workers import resources
 from workers.broker import build_broker
-from workers.publisher import BrokerJobPublisher
 
 pytestmark = pytest.mark.integration
 

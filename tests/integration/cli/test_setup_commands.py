@@ -90,7 +90,8 @@ def test_unreachable_database_names_service_and_variable(settings: Settings) -> 
     bad = settings.model_copy(update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"})
     with pytest.raises(DependencyUnavailable, match="PostgreSQL.*DATABASE_URL"):
         check_database(create_db_engine(bad, pool_size=1))
-    env = dict(os.environ, DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    env = dict(os.environ, DATABASE_URL="postgresql+psycopg://adsapp_app@127.0.0.1:1/nowhere")
+    env.pop("DATABASE_ADMIN_URL")  # in development the owner's login follows DATABASE_URL
     out = subprocess.run(
         [sys.executable, "-m", "workers.cli.main", "db", "upgrade"],
         capture_output=True,

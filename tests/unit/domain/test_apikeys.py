@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.apikeys import ApiKeyRecord, generate_key, hash_key, parse_scopes
+from domain.apikeys import ApiKeyRecord, generate_key, hash_key, key_state, parse_expiry, parse_scopes
 
 
 def test_generated_keys_are_unique_and_stored_as_hashes() -> None:
@@ -28,3 +28,17 @@ def test_expiry_and_revocation() -> None:
     assert live.usable_at(now) and live.allows("messages:write") and not live.allows("bulk:write")
     assert not ApiKeyRecord("k", "o", (), now - timedelta(seconds=1), None).usable_at(now)
     assert not ApiKeyRecord("k", "o", (), None, now - timedelta(seconds=1)).usable_at(now)
+
+
+def test_expiry_is_a_future_time_or_a_duration() -> None:
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert parse_expiry("90d", now) == now + timedelta(days=90)
+    assert parse_expiry("12h", now) == now + timedelta(hours=12)
+    assert parse_expiry("2027-01-31T00:00:00", now) == datetime(2027, 1, 31, tzinfo=UTC)
+    assert parse_expiry("2027-01-31T01:00:00+01:00", now) == datetime(2027, 1, 31, tzinfo=UTC)
+    for bad in ("0m", "2026-11-30", "tomorrow", "-1d"):
+        with pytest.raises(ValueError, match="--expires"):
+            parse_expiry(bad, now)
+    assert key_state(None, None, now) == "active"
+    assert key_state(now, None, now) == "expired"
+    assert key_state(None, now - timedelta(seconds=1), now) == "revoked"

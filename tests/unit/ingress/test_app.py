@@ -122,7 +122,7 @@ async def test_readyz_names_the_failing_dependency(client: httpx.AsyncClient) ->
     payload = response.json()
     assert payload["failing"] == ["postgres"]
     assert payload["checks"]["rabbitmq"] == "ok"
-    assert payload["checks"]["postgres"].startswith("down: ConnectionError")
+    assert payload["checks"]["postgres"] == "down"  # the exception's text stays in the log
 
 
 async def test_wrong_methods_and_paths(client: httpx.AsyncClient) -> None:

@@ -10,8 +10,8 @@ from domain.ports import Job
 class BrokerJobPublisher:
     """Enqueues a `Job` by queue and actor name, so publishers need not import actor modules.
 
-    Publish-only: the ingress's API uses it too (with a confirm-mode RabbitmqBroker it returns once
-    RabbitMQ has the message).
+    Publish-only, shared by the workers and the ingress API (with a confirm-mode RabbitmqBroker it
+    returns once RabbitMQ has the message).
     """
 
     def __init__(self, broker: dramatiq.Broker) -> None:

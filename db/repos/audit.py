@@ -1,0 +1,84 @@
+"""The audit trail: domain events appended to `event_store`, never rewritten.
+
+Runtime roles may only INSERT into the table (migration 0008 revokes UPDATE, DELETE and TRUNCATE,
+and a trigger refuses them to anyone else), so what is written here stays as written. Every
+function appends inside the caller's unit of work, so the event commits with the change it
+describes or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from db.prepared import Prepared
+from db.tables import event_store
+
+MESSAGE: Final = "message"
+API_KEY: Final = "api_key"
+WHATSAPP_NUMBER: Final = "whatsapp_number"
+
+# Send outcomes: `message.<status>` for sent, failed, ambiguous (and queued again, as `released`).
+SEND_OUTCOMES: Final = frozenset({"sent", "failed", "ambiguous", "released"})
+
+
+def append(
+    conn: Connection,
+    organization_id: UUID,
+    aggregate_type: str,
+    aggregate_id: UUID | str,
+    event_type: str,
+    payload: Mapping[str, Any],
+) -> None:
+    conn.execute(
+        sa.insert(event_store).values(
+            organization_id=organization_id,
+            aggregate_type=aggregate_type,
+            aggregate_id=str(aggregate_id),
+            event_type=event_type,
+            payload=dict(payload),
+        )
+    )
+
+
+def record_send_outcome(
+    conn: Connection,
+    organization_id: UUID,
+    message_id: UUID,
+    outcome: str,
+    *,
+    attempt: int | None,
+    wamid: str | None = None,
+    error_code: int | None = None,
+    error_title: str | None = None,
+) -> None:
+    """`message.sent|failed|ambiguous|released` for one send attempt, in the transaction that
+    records that outcome on the message row."""
+    if outcome not in SEND_OUTCOMES:
+        raise ValueError(f"unknown send outcome {outcome!r}; one of {sorted(SEND_OUTCOMES)}")
+    payload: dict[str, Any] = {"attempt": attempt}
+    if wamid is not None:
+        payload["wamid"] = wamid
+    if error_code is not None or error_title is not None:
+        payload["error_code"] = error_code
+        payload["error_title"] = error_title
+    append(conn, organization_id, MESSAGE, message_id, f"message.{outcome}", payload)
+
+
+# For the send path's one-round-trip `BatchedWork.send((..., SENT_EVENT))` after its `record_sent`
+# statement (same `id`, `attempt`, `wamid` parameters): appends `message.sent` only when that
+# attempt really stored the wamid, so a late duplicate job records nothing.
+SENT_EVENT: Final = Prepared.of(
+    "audit_message_sent",
+    "INSERT INTO event_store (organization_id, aggregate_type, aggregate_id, event_type, payload) "
+    "SELECT m.organization_id, 'message', m.id::text, 'message.sent', "
+    "jsonb_build_object('attempt', %(attempt)s::int, 'wamid', %(wamid)s::text) "
+    "FROM messages m WHERE m.id = %(id)s AND m.wamid = %(wamid)s AND m.attempts = %(attempt)s",
+    id="uuid",
+    attempt="int",
+    wamid="text",
+)
