@@ -119,16 +119,26 @@ def _fake(stack: Stack, method: str, path: str, body: object = None) -> None:
 
 def kill_group(name: str, stream: str) -> Callable[[Stack, Load], str]:
     def inject(stack: Stack, load: Load) -> str:
-        _burst(load, stream, 60)  # a batch in the queue, so the kill lands mid-way through it
-        time.sleep(1.0)
         child = stack.fleet[name]
-        # Accepted but not yet done at the kill: what the group had queued or in hand.
-        unfinished = evaluate(stack.dsn, stack.fake_url, load.ledger).lost
+
+        def unfinished() -> int:
+            return evaluate(stack.dsn, stack.fake_url, load.ledger).lost
+
+        # A batch builds up while the group is frozen; it is killed once it has worked through a
+        # part of it, so the kill lands mid-batch with messages in hand and unacked.
+        child.suspend()
+        try:
+            _burst(load, stream, 120)
+            batch = unfinished()
+        finally:
+            child.resume()
+        wait_for(lambda: unfinished() <= batch * 0.8, 20, interval=0.05)
+        at_kill = unfinished()
         child.kill()
         child.start()  # the supervisor's restart
         stack.wait_ready(name)
         ready = time.monotonic() - child.started_at
-        return f"killed with {unfinished} accepted items unfinished; ready again {ready:.0f} s after restart"
+        return f"killed with {at_kill} of a {batch}-item batch unfinished; ready {ready:.0f} s after restart"
 
     return inject
 

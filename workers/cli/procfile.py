@@ -83,6 +83,13 @@ class ChildProcess:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(10)
 
+    def suspend(self) -> None:
+        """SIGSTOP the whole group: it holds what it took, and takes nothing more, until `resume`."""
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL past `timeout`; the exit code."""
         if self.popen is None:
