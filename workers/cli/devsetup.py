@@ -45,8 +45,9 @@ def ensure_demo_tenant(settings: Settings, key_file: Path = KEY_FILE) -> tuple[s
     engine = create_db_engine(settings, pool_size=1)
     try:
         check_database(engine)
-        with UnitOfWork(engine, system=True) as uow:
-            route = resolve_phone_number(uow.conn, DEMO_PHONE_NUMBER_ID)
+        # No tenant scope: the routing function answers the app role with just the routing facts.
+        with engine.connect() as conn:
+            route = resolve_phone_number(conn, DEMO_PHONE_NUMBER_ID)
         saved = key_file.read_text().split() if key_file.exists() else []
         if route is not None and saved[:1] == [str(route.organization_id)]:
             return str(route.organization_id), saved[1], False

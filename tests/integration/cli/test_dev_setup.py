@@ -11,7 +11,6 @@ from sqlalchemy.engine import Engine
 
 from config import Settings
 from db.tenants import resolve_phone_number
-from db.uow import UnitOfWork
 from workers.cli import devsetup, traffic
 
 pytestmark = pytest.mark.integration
@@ -24,8 +23,8 @@ def test_the_demo_tenant_is_created_once_and_its_curls_are_signed(
     org, key, created = devsetup.ensure_demo_tenant(settings, key_file)
     again = devsetup.ensure_demo_tenant(settings, key_file)
     assert created and again == (org, key, False)
-    with UnitOfWork(engine, system=True) as uow:
-        route = resolve_phone_number(uow.conn, devsetup.DEMO_PHONE_NUMBER_ID)
+    with engine.connect() as conn:
+        route = resolve_phone_number(conn, devsetup.DEMO_PHONE_NUMBER_ID)
     assert route is not None and str(route.organization_id) == org
 
     # A key file of another database's tenant is not reused: a new key for this one.
