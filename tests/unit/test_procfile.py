@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.processes import ROOT, wait_for
 from workers.cli.procfile import Fleet, ProcfileLine, read_procfile
 
@@ -59,3 +61,22 @@ def test_kill_takes_the_children_too_and_stop_ends_everything(tmp_path: Path) ->
     finally:
         fleet.stop()
     assert not fleet["b"].running and wait_for(lambda: not _alive(children["b"]), 5)
+
+
+def test_compose_runs_every_procfile_line_and_reaches_the_fake() -> None:
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for line in read_procfile(ROOT / "Procfile"):
+        command = " ".join(services[line.name]["command"])
+        # The same program and arguments; compose spells out the port the Procfile takes from $PORT.
+        words = [w for w in line.command.replace(".venv/bin/", "").split() if "PORT" not in w]
+        assert all(w in command for w in words), (line.name, command)
+    assert "readyz" in " ".join(services["web"]["healthcheck"]["test"])
+    fake = " ".join(services["fake-graph"]["command"])
+    assert "--host 0.0.0.0" in fake and "http://web:8000/webhooks/whatsapp" in fake
+    assert services["web"]["environment"]["GRAPH_API_URL"] == "http://fake-graph:8900"
+    media = services["inbound"]["environment"]["MEDIA_DIR"]
+    assert f"media:{media}" in services["inbound"]["volumes"] and "media" in compose["volumes"]
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv/", "var/", ".mypy_cache/", ".pytest_cache/"} <= set(ignored)
