@@ -45,6 +45,10 @@ test: lint typecheck
 faults: install
 	$(BIN)/pytest -q -s -m faults tests/faults
 
+## soak: the whole fleet under mixed traffic for 10 minutes (MINUTES=2 for a short one); prints JSON
+soak: install
+	$(BIN)/python -m bench.soak --minutes $(or $(MINUTES),10)
+
 unit: install
 	$(BIN)/pytest -q tests/unit
 
