@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Development mode: the published development secrets and token key are accepted (never elsewhere).
 export APP_ENV ?= development
 
-.PHONY: run test install migrate lint typecheck unit integration bench clean
+.PHONY: run test faults soak install migrate lint typecheck unit integration bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,13 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/adsapp db upgrade
 
-## run: install, create and migrate the database, then start web + workers + scheduler (Ctrl-C stops all)
+## run: install, create and migrate the database, then start web + workers + scheduler (Ctrl-C stops all);
+## in development (the default) also the fake Graph API, a demo tenant and the curls to try it
+RUN_PROCFILE := $(if $(filter development,$(APP_ENV)),Procfile.dev,Procfile)
 run: migrate
-	PORT=$(PORT) $(BIN)/honcho start --port $(PORT)
+	@if [ "$(APP_ENV)" = development ]; then $(BIN)/adsapp dev-setup --base-url http://localhost:$(PORT); fi
+	APP_ENV=$(APP_ENV) PORT=$(PORT) FAKE_GRAPH_WEBHOOK_URL=http://127.0.0.1:$(PORT)/webhooks/whatsapp \
+	  $(BIN)/honcho start --port $(PORT) -f $(RUN_PROCFILE)
 
 lint: install
 	$(BIN)/ruff check .
@@ -36,6 +40,14 @@ typecheck: install
 ## test: lint, type-check and the whole suite against the real Postgres, RabbitMQ and Redis
 test: lint typecheck
 	$(BIN)/pytest -q
+
+## faults: the fault-injection suite (private Postgres, RabbitMQ, Redis; about 10 minutes)
+faults: install
+	$(BIN)/pytest -q -s -m faults tests/faults
+
+## soak: the whole fleet under mixed traffic for 10 minutes (MINUTES=2 for a short one); prints JSON
+soak: install
+	$(BIN)/python -m bench.soak --minutes $(or $(MINUTES),10)
 
 unit: install
 	$(BIN)/pytest -q tests/unit

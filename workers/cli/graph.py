@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -28,7 +29,12 @@ def register(commands: Commands) -> None:
 
     fake = commands.add_parser("fake-graph", help="serve the fake Graph API (tests, demos, benchmarks)")
     fake.add_argument("--port", type=int, default=None, help="default: FAKE_GRAPH_PORT (8900)")
-    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to be reachable from other hosts")
+    fake.add_argument(
+        "--webhook-url",
+        default=os.environ.get("FAKE_GRAPH_WEBHOOK_URL"),
+        help="post signed status webhooks for each send here (default: FAKE_GRAPH_WEBHOOK_URL)",
+    )
     fake.set_defaults(handler=_fake_graph)
 
 
@@ -49,5 +55,5 @@ def _templates_sync(args: argparse.Namespace) -> int:
 
 
 def _fake_graph(args: argparse.Namespace) -> int:
-    serve(args.port, host=args.host)
+    serve(args.port, host=args.host, webhook_url=args.webhook_url)
     return 0

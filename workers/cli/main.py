@@ -12,12 +12,20 @@ from sqlalchemy.exc import IntegrityError
 from config.errors import ConfigurationError
 from db.token_cipher import TokenUndecryptable
 from domain.errors import FleetError
-from workers.cli import bulk, dlq, graph, setup, tokens
+from workers.cli import bulk, demo, devsetup, dlq, graph, setup, tokens
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 # Each module adds its own subcommands; later groups (dlq, templates, fake-graph, demo) join here.
-REGISTRARS: list[Registrar] = [setup.register, graph.register, tokens.register, bulk.register, dlq.register]
+REGISTRARS: list[Registrar] = [
+    setup.register,
+    graph.register,
+    tokens.register,
+    bulk.register,
+    dlq.register,
+    devsetup.register,
+    demo.register,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,290 @@
+"""Each fault in turn under a steady mixed load, then: nothing lost, nothing doubled, nothing stuck.
+
+The fleet is every line of the Procfile plus the fake Graph API, on private Postgres, RabbitMQ and
+Redis instances (tests/faults/services.py), so stopping them disturbs nobody. A killed process is
+started again at once, as a supervisor would; a stopped service after its outage. Recovery time is
+from that moment until a probe webhook, a probe Stripe event and a probe send, each accepted after
+it, are stored and sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+import psycopg
+import pytest
+
+from tests.faults.checks import Verdict, evaluate
+from tests.faults.load import Ledger, Load
+from tests.faults.stack import ROOT, Stack, build_stack, remove_tree
+from tests.support.processes import wait_for
+from workers.cli import traffic
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
+
+PG_OUTAGE_SECONDS = float(os.environ.get("FAULTS_PG_OUTAGE_SECONDS", "40"))
+DRAIN_SECONDS = float(os.environ.get("FAULTS_DRAIN_SECONDS", "120"))
+T0 = time.monotonic()
+
+
+@dataclass
+class Row:
+    fault: str
+    injected_at: str
+    verdict: Verdict
+    recovery_seconds: float | None
+    dead_letters: int
+    notes: str = ""
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    built = build_stack()
+    try:
+        yield built
+    finally:
+        built.close()
+        remove_tree(built.root)
+
+
+@pytest.fixture(scope="module")
+def load(stack: Stack) -> Iterator[Load]:
+    running = Load(stack.target)
+    yield running
+    running.close()
+
+
+def _probe(stack: Stack, lifted_at: float, timeout: float = 120.0) -> float | None:
+    """Seconds from `lifted_at` until a webhook, a Stripe event and a send made after it are done."""
+    t = stack.target
+    client = traffic.IngressClient(t.ingress_url, app_secret=t.app_secret, stripe_secret=t.stripe_secret)
+    deadline = lifted_at + timeout
+    try:
+        message = traffic.text_message(t.customers[0], "probe")
+        event = traffic.subscription_event(t.billing_org, int(time.time()) + 10**6)
+        send_id: str | None = None
+        posted = stripe_posted = False
+        key = uuid.uuid4().hex
+        while time.monotonic() < deadline and not (posted and stripe_posted and send_id):
+            if not posted:
+                posted = client.webhook(traffic.delivery(t.phone_number_id, t.waba_id, [message])) == 200
+            if not stripe_posted:
+                stripe_posted = client.stripe(event) == 200
+            if send_id is None:
+                code, answer = client.send(t.api_key, {"to": t.customers[1], "type": "text",
+                                                       "text": {"body": "probe"}}, key)  # fmt: skip
+                send_id = str(answer["data"]["id"]) if code == 202 else None
+            time.sleep(0.2)
+        if not (posted and stripe_posted and send_id):
+            return None
+        probe = Ledger(wamids=[message["id"]], stripe_events=[event["id"]], sends=[send_id])
+
+        def done() -> bool:
+            v = evaluate(stack.dsn, stack.fake_url, probe)
+            return v.stored == 3
+
+        if not wait_for(done, max(1.0, deadline - time.monotonic()), interval=0.25):
+            return None
+        return round(time.monotonic() - lifted_at, 1)
+    finally:
+        client.close()
+
+
+def _dead_letters(stack: Stack) -> int:
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])  # type: ignore[index]
+
+
+def _burst(load: Load, stream: str, n: int) -> None:
+    client = traffic.IngressClient(
+        load.target.ingress_url, app_secret=load.target.app_secret, stripe_secret=load.target.stripe_secret
+    )
+    try:
+        for _ in range(n):
+            getattr(load, f"_one_{stream}")(client)
+    finally:
+        client.close()
+
+
+def _fake(stack: Stack, method: str, path: str, body: object = None) -> None:
+    httpx.request(method, f"{stack.fake_url}{path}", json=body, timeout=10).raise_for_status()
+
+
+def kill_group(name: str, stream: str) -> Callable[[Stack, Load], str]:
+    def inject(stack: Stack, load: Load) -> str:
+        child = stack.fleet[name]
+
+        def unfinished() -> int:
+            return evaluate(stack.dsn, stack.fake_url, load.ledger).lost
+
+        # A batch builds up while the group is frozen; it is killed once it has worked through a
+        # part of it, so the kill lands mid-batch with messages in hand and unacked.
+        child.suspend()
+        try:
+            _burst(load, stream, 120)
+            batch = unfinished()
+        finally:
+            child.resume()
+        wait_for(lambda: unfinished() <= batch * 0.8, 20, interval=0.05)
+        at_kill = unfinished()
+        child.kill()
+        child.start()  # the supervisor's restart
+        stack.wait_ready(name)
+        ready = time.monotonic() - child.started_at
+        return f"killed with {at_kill} of a {batch}-item batch unfinished; ready {ready:.0f} s after restart"
+
+    return inject
+
+
+def kill_scheduler(stack: Stack, load: Load) -> str:
+    time.sleep(2.0)
+    child = stack.fleet["scheduler"]
+    child.kill()
+    time.sleep(3.0)
+    child.start()
+    stack.wait_ready("scheduler")
+    return "down 3 s"
+
+
+def stop_rabbitmq(stack: Stack, load: Load) -> str:
+    stack.rabbitmq.stop()
+    time.sleep(20)
+    stack.rabbitmq.start()
+    return "stopped 20 s, then booted"
+
+
+def restart_postgres(stack: Stack, load: Load) -> str:
+    stack.postgres.restart()
+    return "pg_ctl restart -m fast"
+
+
+def postgres_outage(stack: Stack, load: Load) -> str:
+    stack.postgres.stop()
+    time.sleep(PG_OUTAGE_SECONDS)
+    stack.postgres.start()
+    return f"down {PG_OUTAGE_SECONDS:.0f} s (outbound retries 1+2+4+8+16 s = 31 s)"
+
+
+def restart_redis(stack: Stack, load: Load) -> str:
+    stack.redis.restart()
+    return "killed and started empty"
+
+
+def graph_outage(stack: Stack, load: Load) -> str:
+    _fake(stack, "POST", "/_fake/faults", {"kind": "outage", "endpoint": "messages"})
+    time.sleep(30)
+    _fake(stack, "DELETE", "/_fake/faults")
+    return "503 for 30 s"
+
+
+def graph_gateway(stack: Stack, load: Load) -> str:
+    for rule in (
+        # Past the client's 10 s read timeout: Meta has the message, the worker never hears.
+        {"kind": "timeout", "endpoint": "messages", "hang_seconds": 11, "rate": 0.1, "commit": True},
+        {"kind": "drop", "endpoint": "messages", "rate": 0.2, "commit": True},
+        {"kind": "drop", "endpoint": "messages", "rate": 0.2, "commit": False},
+        {"kind": "error", "endpoint": "messages", "http_status": 504, "code": 2, "rate": 0.2},
+    ):
+        _fake(stack, "POST", "/_fake/faults", rule)
+    time.sleep(10)
+    _fake(stack, "DELETE", "/_fake/faults")
+    return "10 s: 504s, connections dropped before and after Meta accepted, read timeouts"
+
+
+def media_full(stack: Stack, load: Load) -> str:
+    filler = stack.media_dir / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    time.sleep(10)
+    filler.unlink()
+    return "media tmpfs full for 10 s"
+
+
+def _phases(stack: Stack) -> list[tuple[str, Callable[[Stack, Load], str], bool]]:
+    streams = {"inbound": "webhooks", "outbound": "sends", "billing": "stripe", "bulk": "sends"}
+    phases: list[tuple[str, Callable[[Stack, Load], str], bool]] = [
+        (f"kill -9 {g}", kill_group(g, streams.get(g, "webhooks")), False)
+        for g in stack.groups()
+        if stack.consumes(g)
+    ]
+    phases += [
+        ("kill -9 scheduler", kill_scheduler, False),
+        ("RabbitMQ stopped 20 s", stop_rabbitmq, False),
+        ("Postgres restarted", restart_postgres, False),
+        (f"Postgres down {PG_OUTAGE_SECONDS:.0f} s", postgres_outage, False),
+        ("Redis restarted", restart_redis, False),
+        ("Graph API outage 30 s", graph_outage, False),
+        ("Graph 504s and drops", graph_gateway, False),
+    ]
+    if stack.media_is_tmpfs:
+        phases.append(("media dir full", media_full, True))
+    return phases
+
+
+def _run_phase(stack: Stack, load: Load, name: str, inject: Callable[[Stack, Load], str], media: bool) -> Row:
+    dead_before = _dead_letters(stack)
+    ledger = load.begin(media=media)
+    time.sleep(2.0)
+    injected = time.monotonic()
+    notes = inject(stack, load)
+    lifted = time.monotonic()
+    recovery = _probe(stack, lifted)
+    time.sleep(2.0)
+    load.pause()
+    verdict = evaluate(stack.dsn, stack.fake_url, ledger)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while not verdict.clean and time.monotonic() < deadline:
+        time.sleep(1.0)
+        verdict = evaluate(stack.dsn, stack.fake_url, ledger)
+    dead = _dead_letters(stack) - dead_before
+    if dead:
+        verdict.problems.append(f"{dead} new dead letters")
+    answers = ", ".join(
+        f"{k}×{v}" for k, v in sorted(ledger.answers.items()) if not k.endswith((":200", ":202"))
+    )
+    return Row(name, f"t+{injected - T0:.0f}s", verdict, recovery, dead,
+               notes + (f"; refused: {answers}" if answers else ""))  # fmt: skip
+
+
+def table(rows: list[Row]) -> str:
+    head = "| fault | injected at | accepted | stored | duplicates | lost | stuck | recovery | notes |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        v = r.verdict
+        recovery = f"{r.recovery_seconds} s" if r.recovery_seconds is not None else "none"
+        note = r.notes + ("; " + "; ".join(v.problems[:3]) if v.problems else "")
+        lines.append(f"| {r.fault} | {r.injected_at} | {v.accepted} | {v.stored} | {v.duplicates} | "
+                     f"{v.lost} | {v.stuck} | {recovery} | {note} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def test_every_fault_loses_nothing_and_doubles_nothing(stack: Stack, load: Load) -> None:
+    rows: list[Row] = []
+    for name, inject, media in _phases(stack):
+        rows.append(_run_phase(stack, load, name, inject, media))
+        print(f"[faults] {name}: {rows[-1].verdict}", flush=True)
+        dead = stack.fleet.dead()
+        assert not dead, f"processes died: {dead}\n" + "\n".join(stack.fleet[d].log_tail() for d in dead)
+    report = table(rows)
+    print("\n" + report)
+    out = ROOT / "var" / "faults"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "last.md").write_text(f"{datetime.now(UTC).isoformat(timespec='seconds')}\n\n{report}\n")
+    (out / "last.json").write_text(json.dumps([{
+        "fault": r.fault, "injected_at": r.injected_at, "accepted": r.verdict.accepted, "stored": r.verdict.stored,
+        "duplicates": r.verdict.duplicates, "lost": r.verdict.lost, "stuck": r.verdict.stuck,
+        "recovery_seconds": r.recovery_seconds, "problems": r.verdict.problems, "notes": r.notes,
+    } for r in rows], indent=2))  # fmt: skip
+    bad = [r for r in rows if not r.verdict.clean or r.recovery_seconds is None]
+    assert not bad, report
