@@ -59,7 +59,7 @@ class ConsoleState:
         if self.registry is None:
             return classes
         for family in self.registry.collect():
-            if family.name != "ingress_requests":
+            if family.name != "adsapp_ingress_requests":
                 continue
             for sample in family.samples:
                 if sample.name.endswith("_total") and sample.labels.get("route", "").startswith("/webhooks/"):

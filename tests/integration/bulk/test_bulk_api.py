@@ -442,13 +442,20 @@ def test_the_stale_chunk_sweep_re_enqueues_chunks_whose_jobs_were_lost(
     assert [j.kwargs["chunk"] for j in lost] == [0, 1, 2]
     jobs.jobs.clear()  # the worker died holding them, and the broker lost them too
     ports = bulk_run.RunPorts(engine, jobs)
-    assert bulk_run.sweep_stale_chunks(ports, older_than_seconds=60) == 0  # not stale yet
+
+    def swept_chunks_of_this_job() -> list[int]:
+        # The sweep is fleet-wide: other tests' abandoned chunks in this database may be swept too.
+        jobs.jobs.clear()
+        bulk_run.sweep_stale_chunks(ports, older_than_seconds=60)
+        return sorted(j.kwargs["chunk"] for j in jobs.jobs if j.kwargs.get("job_id") == created["id"])
+
+    assert swept_chunks_of_this_job() == []  # not stale yet
     tenant.execute(
         sa.update(bulk_job_chunks)
         .where(bulk_job_chunks.c.bulk_job_id == UUID(created["id"]))
         .values(updated_at=sa.func.now() - sa.text("interval '2 minutes'"))
     )
-    assert bulk_run.sweep_stale_chunks(ports, older_than_seconds=60) == 3
+    assert swept_chunks_of_this_job() == [0, 1, 2]
     run_bulk_jobs(engine, jobs)
     assert len([j for j in jobs.jobs if j.actor == names.SEND_MESSAGE_ACTOR]) == 25
-    assert bulk_run.sweep_stale_chunks(ports, older_than_seconds=60) == 0  # just touched
+    assert swept_chunks_of_this_job() == []  # just touched

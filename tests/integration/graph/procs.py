@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from redis import Redis
 
@@ -41,12 +42,16 @@ def count_grants(
     namespace: str,
     phone_number_id: str,
     mps: float,
-    start_at: float,
+    ready: Any,
     seconds: float,
     threads: int,
 ) -> int:
-    """Tokens granted to `threads` threads between `start_at` and `start_at + seconds` (wall clock)."""
+    """Tokens granted to `threads` threads for `seconds` (wall clock), starting together with the
+    other processes waiting at the barrier `ready` (so a slow spawn or import cannot shorten one's
+    window)."""
     pacer = Pacer(Redis.from_url(redis_url), namespace=namespace, burst_seconds=0.1)
+    ready.wait()
+    start_at = time.time() + 0.2
     granted = [0] * threads
 
     def run(slot: int) -> None:

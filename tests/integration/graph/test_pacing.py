@@ -51,13 +51,14 @@ def test_threads_are_held_to_the_numbers_mps(redis_client: Redis, namespace: str
 
 
 def test_two_processes_share_one_bucket(redis_url: str, namespace: str) -> None:
-    start_at = time.time() + 3.0  # after both children have imported everything
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(2, mp_context=context) as pool:
+        ready = manager.Barrier(2, timeout=120)  # both children spawned and imported, then they start
         futures = [
-            pool.submit(procs.count_grants, redis_url, namespace, "pn", MPS, start_at, WINDOW, 3)
+            pool.submit(procs.count_grants, redis_url, namespace, "pn", MPS, ready, WINDOW, 3)
             for _ in range(2)
         ]
-        counts = [future.result(60) for future in futures]
+        counts = [future.result(180) for future in futures]
     burst = MPS * 0.1  # the children's pacers allow a tenth of a second of burst
     expected = MPS * WINDOW + burst
     assert all(count > 0 for count in counts), counts

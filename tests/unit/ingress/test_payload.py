@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from ingress.payload import InvalidBody, check_stripe_shape, check_whatsapp_shape, parse_json
@@ -32,19 +30,16 @@ def test_invalid_bodies(raw: bytes, reason: str) -> None:
     assert caught.value.reason == reason
 
 
-def test_depth_limit_is_inclusive_and_cheap_for_wide_bodies() -> None:
+def test_depth_limit_is_inclusive_and_wide_bodies_pass() -> None:
+    # Speed belongs to bench/ (bench.ingress); here only what is accepted and refused.
     parse_json(b"[" * 64 + b"]" * 64, 64)
     wide = b"[" + b",".join([b"[[1]]"] * 50_000) + b"]"
-    started = time.perf_counter()
-    parse_json(wide, 64)
-    assert time.perf_counter() - started < 0.5
+    assert parse_json(wide, 64)[1] == [[[1]]] * 50_000
 
 
-def test_deep_nesting_does_not_block() -> None:
-    started = time.perf_counter()
+def test_deep_nesting_is_refused() -> None:
     with pytest.raises(InvalidBody):
         parse_json(b"[" * 1_000_000, 64)
-    assert time.perf_counter() - started < 0.1
 
 
 @pytest.mark.parametrize(
