@@ -231,33 +231,33 @@ def _plan_items(conn: Connection, plan: BroadcastPlan, known: Sequence[Any], chu
     # The job's own components are checked once; filling in contact fields keeps their counts.
     shared = check_template_send(plan.template_name, plan.language, known, plan.components)
     shared_fill = _fills(plan.components)
-    shared_frozen = [dict(c) for c in plan.components]
+    # Items without variables of their own share one params mapping (written once by the COPY).
+    shared_params: Mapping[str, Any] = {"components": [dict(c) for c in plan.components]}
+    items, sendable = planned.items, planned.sendable
     for seq, (wa_id, contact, components, reason) in enumerate(targets):
         if components is None:
-            frozen = _personalised(plan.components, contact, wa_id) if shared_fill else shared_frozen
+            params = (
+                {"components": _personalised(plan.components, contact, wa_id)}
+                if shared_fill
+                else shared_params
+            )
             problem = shared
         else:
             frozen = _personalised(components, contact, wa_id)
+            params = {"components": frozen}
             problem = check_template_send(plan.template_name, plan.language, known, frozen)
-        item = repo.NewItem(
-            seq=seq,
-            chunk=seq // chunk_size,
-            recipient=wa_id,
-            contact_id=contact.id if contact else None,
-            params={"components": frozen},
-        )
         skip = reason or _skip_reason(wa_id, contact, seen)
         if skip is None and problem is not None:
             skip = (problem.code, problem.message)
-        if skip is not None:
-            item = repo.NewItem(
-                item.seq, item.chunk, item.recipient, item.contact_id, item.params,
-                rules.ITEM_SKIPPED, skip[0], skip[1],
-            )  # fmt: skip
-        else:
+        contact_id = contact.id if contact else None
+        if skip is None:
             seen.add(wa_id)
-            planned.sendable.append(wa_id)
-        planned.items.append(item)
+            sendable.append(wa_id)
+            items.append(repo.NewItem(seq, seq // chunk_size, wa_id, contact_id, params))
+        else:
+            items.append(
+                repo.NewItem(seq, seq // chunk_size, wa_id, contact_id, params, rules.ITEM_SKIPPED, *skip)
+            )
     return planned
 
 
