@@ -53,12 +53,20 @@ class NewJob:
 
 
 @dataclass(frozen=True, slots=True)
+class EncodedJson:
+    """Params already encoded as JSON text (planning fills per-recipient values into the job's
+    encoded components rather than encoding each recipient's again)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewItem:
     seq: int
     chunk: int
     recipient: str
     contact_id: UUID | None
-    params: Mapping[str, Any]
+    params: Mapping[str, Any] | EncodedJson
     status: str = rules.ITEM_PENDING
     error_code: str | None = None
     error_title: str | None = None
@@ -147,23 +155,30 @@ def item_copy_lines(items: Sequence[NewItem]) -> Iterable[bytes]:
     encoded: dict[int, str] = {}
     lines: list[str] = []
     for i in items:
-        params = encoded.get(id(i.params))
-        if params is None:
-            params = orjson.dumps(i.params).decode().translate(_COPY_ESCAPES)
-            encoded[id(i.params)] = params
+        if isinstance(i.params, EncodedJson):
+            params = _json_text(i.params.text)
+        else:
+            cached = encoded.get(id(i.params))
+            if cached is None:
+                cached = encoded[id(i.params)] = _json_text(orjson.dumps(i.params).decode())
+            params = cached
         if i.status == rules.ITEM_PENDING:
             tail = _PENDING_TAIL
         else:
             tail = f"{i.status}\t{_text(i.error_code)}\t{_text(i.error_title)}\n"
         contact = _NULL if i.contact_id is None else str(i.contact_id)
-        lines.append(
-            f"{i.seq}\t{i.chunk}\t{i.recipient.translate(_COPY_ESCAPES)}\t{contact}\t{params}\t{tail}"
-        )
+        recipient = i.recipient if i.recipient.isdigit() else i.recipient.translate(_COPY_ESCAPES)
+        lines.append(f"{i.seq}\t{i.chunk}\t{recipient}\t{contact}\t{params}\t{tail}")
         if len(lines) == _COPY_BLOCK:
             yield "".join(lines).encode()
             lines.clear()
     if lines:
         yield "".join(lines).encode()
+
+
+def _json_text(text: str) -> str:
+    # JSON text holds no raw tab, newline or carriage return (they are escaped): only backslashes.
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
 def _text(value: str | None) -> str:
