@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -26,6 +27,43 @@ def add(conn: Connection, organization_id: UUID | None, job: Job) -> int:
         .returning(outbox.c.id)
     ).scalar_one()
     return int(row_id)
+
+
+# Ids drawn in the jobs' order inside a CTE evaluated once (it calls nextval), so the answer maps
+# each job to its own row whatever order the INSERT writes them in.
+_ADD_MANY = sa.text(
+    """
+    WITH j AS (
+        SELECT nextval(pg_get_serial_sequence('outbox', 'id')) AS id, j.n, j.queue, j.actor, j.args,
+               j.kwargs, j.delay_ms
+        FROM unnest(CAST(:queue AS text[]), CAST(:actor AS text[]), CAST(:args AS jsonb[]),
+                    CAST(:kwargs AS jsonb[]), CAST(:delay_ms AS int[]))
+             WITH ORDINALITY AS j(queue, actor, args, kwargs, delay_ms, n)
+    ), written AS (
+        INSERT INTO outbox (id, organization_id, queue, actor, args, kwargs, delay_ms)
+        SELECT id, :org, queue, actor, args, kwargs, delay_ms FROM j
+    )
+    SELECT id FROM j ORDER BY n
+    """
+)
+
+
+def add_many(conn: Connection, organization_id: UUID | None, jobs: Sequence[Job]) -> list[int]:
+    """`add` for many jobs in one statement; their outbox ids, in the jobs' order."""
+    if not jobs:
+        return []
+    rows = conn.execute(
+        _ADD_MANY,
+        {
+            "org": organization_id,
+            "queue": [j.queue for j in jobs],
+            "actor": [j.actor for j in jobs],
+            "args": [orjson.dumps(list(j.args)).decode() for j in jobs],
+            "kwargs": [orjson.dumps(dict(j.kwargs)).decode() for j in jobs],
+            "delay_ms": [j.delay_ms for j in jobs],
+        },
+    ).scalars()
+    return [int(v) for v in rows]
 
 
 def remove(conn: Connection, ids: Sequence[int]) -> None:

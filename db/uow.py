@@ -108,6 +108,12 @@ class UnitOfWork(_GivesBack):
         outbox_id = outbox.add(self.conn, self.organization_id, job)
         self._jobs.append((outbox_id, job))
 
+    def enqueue_many(self, jobs: Sequence[Job]) -> None:
+        """`enqueue` for many jobs, written to the outbox in one statement."""
+        if self._publisher is None:
+            raise UnitOfWorkError("this unit of work has no job publisher")
+        self._jobs.extend(zip(outbox.add_many(self.conn, self.organization_id, jobs), jobs, strict=True))
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` after a successful commit (best effort: for notifications, not jobs)."""
         self._after_commit.append(callback)

@@ -230,34 +230,31 @@ def _plan_items(conn: Connection, plan: BroadcastPlan, known: Sequence[Any], chu
     seen: set[str] = set()
     # The job's own components are checked once; filling in contact fields keeps their counts.
     shared = check_template_send(plan.template_name, plan.language, known, plan.components)
-    shared_fill = _fills(plan.components)
-    shared_frozen = [dict(c) for c in plan.components]
+    filler = _Filler.of(plan.components)
+    # Items without variables of their own share one params mapping (written once by the COPY).
+    shared_params: Mapping[str, Any] = {"components": [dict(c) for c in plan.components]}
+    items, sendable = planned.items, planned.sendable
     for seq, (wa_id, contact, components, reason) in enumerate(targets):
+        params: Mapping[str, Any] | repo.EncodedJson
         if components is None:
-            frozen = _personalised(plan.components, contact, wa_id) if shared_fill else shared_frozen
+            params = shared_params if filler is None else filler.params(contact, wa_id)
             problem = shared
         else:
             frozen = _personalised(components, contact, wa_id)
+            params = {"components": frozen}
             problem = check_template_send(plan.template_name, plan.language, known, frozen)
-        item = repo.NewItem(
-            seq=seq,
-            chunk=seq // chunk_size,
-            recipient=wa_id,
-            contact_id=contact.id if contact else None,
-            params={"components": frozen},
-        )
         skip = reason or _skip_reason(wa_id, contact, seen)
         if skip is None and problem is not None:
             skip = (problem.code, problem.message)
-        if skip is not None:
-            item = repo.NewItem(
-                item.seq, item.chunk, item.recipient, item.contact_id, item.params,
-                rules.ITEM_SKIPPED, skip[0], skip[1],
-            )  # fmt: skip
-        else:
+        contact_id = contact.id if contact else None
+        if skip is None:
             seen.add(wa_id)
-            planned.sendable.append(wa_id)
-        planned.items.append(item)
+            sendable.append(wa_id)
+            items.append(repo.NewItem(seq, seq // chunk_size, wa_id, contact_id, params))
+        else:
+            items.append(
+                repo.NewItem(seq, seq // chunk_size, wa_id, contact_id, params, rules.ITEM_SKIPPED, *skip)
+            )
     return planned
 
 
@@ -295,9 +292,55 @@ def _skip_reason(wa_id: str, contact: repo.ContactRow | None, seen: set[str]) ->
     return None
 
 
-def _fills(components: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether any value names a contact field (most broadcasts do not: nothing to fill in)."""
-    return _CONTACT_FIELDS.search(orjson.dumps(list(components)).decode()) is not None
+_SLOT = re.compile(r'"\\u0000(\d+)\\u0000"')
+
+
+class _Filler:
+    """The job's components encoded once as JSON with a slot for each text naming contact
+    fields: a recipient's params are the slots filled in (`_personalised`'s result, encoded),
+    with no walk of the structure per recipient."""
+
+    def __init__(self, components: Sequence[Mapping[str, Any]], texts: list[str], parts: list[str]) -> None:
+        self._components = components
+        self._texts = texts
+        self._head = parts[0]
+        self._slots = [(int(parts[k]), parts[k + 1]) for k in range(1, len(parts), 2)]
+        # A text that itself looks like a slot marker (NUL characters) is filled the slow way.
+        self._walk = [index for index, _ in self._slots] != list(range(len(texts)))
+
+    @classmethod
+    def of(cls, components: Sequence[Mapping[str, Any]]) -> _Filler | None:
+        """None when no value names a contact field (most broadcasts: nothing to fill in)."""
+        texts: list[str] = []
+
+        def mark(value: Any) -> Any:
+            if isinstance(value, str) and _CONTACT_FIELDS.search(value):
+                texts.append(value)
+                return f"\x00{len(texts) - 1}\x00"
+            if isinstance(value, Mapping):
+                return {k: mark(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [mark(v) for v in value]
+            return value
+
+        marked = {"components": [mark(dict(c)) for c in components]}
+        if not texts:
+            return None
+        return cls(components, texts, _SLOT.split(orjson.dumps(marked).decode()))
+
+    def params(self, contact: repo.ContactRow | None, wa_id: str) -> Mapping[str, Any] | repo.EncodedJson:
+        if self._walk:
+            return {"components": _personalised(self._components, contact, wa_id)}
+        values = {"name": (contact.profile_name if contact else None) or "", "wa_id": wa_id}
+
+        def value(m: re.Match[str]) -> str:
+            return values[m.group(1)]
+
+        out = [self._head]
+        for index, after in self._slots:
+            out.append(orjson.dumps(_CONTACT_FIELDS.sub(value, self._texts[index])).decode())
+            out.append(after)
+        return repo.EncodedJson("".join(out))
 
 
 def _personalised(

@@ -4,11 +4,11 @@ stale-chunk sweep.
 A chunk is executed in one transaction with its row locked, so a worker killed at any instant
 leaves it either untouched (redelivered, or re-enqueued by the sweep) or done; a second run of a
 chunk that is no longer `pending` does nothing. For a broadcast, "done" means submitted: every
-pending item became a `queued` message, written by `services.sends.queue_message` and sent by its
-own `send_message` job (through the outbox, after commit), exactly as `POST /api/v1/messages`
-does. The chunk is then settled: its items take their messages' outcomes, and once all have one
-the job's counters move by the chunk's tallies, the next chunk is released, and the last chunk to
-settle finishes the job.
+pending item became a `queued` message, written by `services.sends.queue_messages` (the whole
+chunk in a few statements) and sent by its own `send_message` job (through the outbox, after
+commit), exactly as `POST /api/v1/messages` does. The chunk is then settled: its items take their
+messages' outcomes, and once all have one the job's counters move by the chunk's tallies, the
+next chunk is released, and the last chunk to settle finishes the job.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from db.repos import bulk as repo
 from db.repos import outbound as outbound_repo
+from db.repos import templates
 from db.uow import UnitOfWork
 from domain import bulk as rules
 from domain.outbound import send_job
 from domain.ports import JobPublisher
 from services import bulk_apply
 from services.bulk import release
-from services.sends import OutgoingMessage, queue_message, recipient_refusal
+from services.sends import OutgoingMessage, queue_messages, recipient_refusal, template_refusal
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +135,17 @@ def _mps(conn: Connection, job: RowMapping) -> int:
 
 
 def _submit_broadcast(uow: UnitOfWork, organization_id: UUID, job: RowMapping, chunk: int) -> None:
+    """The chunk's pending items become `queued` messages and their `send_message` jobs, for the
+    whole chunk in a few statements, each item through the send use case's rules."""
     conn = uow.conn
     items = repo.pending_items(conn, job["id"], chunk)
     number = str(job["phone_number_id"])
     template = job["params"]["template"]
     contacts = repo.contacts_by_wa_id(conn, [i.recipient for i in items])
+    known = templates.named(conn, str(template.get("name", "")))
     now = datetime.now(UTC)
     results: list[repo.ItemResult] = []
+    accepted: list[tuple[repo.ChunkItem, OutgoingMessage, outbound_repo.ContactFacts | None]] = []
     for item in items:
         message = OutgoingMessage(
             to=item.recipient,
@@ -155,8 +160,8 @@ def _submit_broadcast(uow: UnitOfWork, organization_id: UUID, job: RowMapping, c
         )
         row = contacts.get(item.recipient)
         facts = outbound_repo.ContactFacts(row.id, row.opted_out, row.last_inbound_at) if row else None
-        # The recipient's rules again at send time: an opt-out since planning wins.
-        refusal = recipient_refusal(facts, message, now)
+        # The send rules again at send time: an opt-out (or a template change) since planning wins.
+        refusal = recipient_refusal(facts, message, now) or template_refusal(message, known)
         if refusal is not None:
             results.append(
                 repo.ItemResult(
@@ -164,10 +169,18 @@ def _submit_broadcast(uow: UnitOfWork, organization_id: UUID, job: RowMapping, c
                 )
             )
             continue
-        message_id = queue_message(conn, organization_id, message, number, facts)
-        assert message_id is not None  # no idempotency key, so no race for one
-        uow.enqueue(send_job(organization_id, message_id, number, item.recipient))
-        results.append(repo.ItemResult(item.id, rules.ITEM_SUBMITTED, message_id=message_id))
+        accepted.append((item, message, facts))
+    message_ids = queue_messages(conn, organization_id, [(m, f) for _, m, f in accepted], number)
+    uow.enqueue_many(
+        [
+            send_job(organization_id, mid, number, item.recipient)
+            for (item, _, _), mid in zip(accepted, message_ids, strict=True)
+        ]
+    )
+    results.extend(
+        repo.ItemResult(item.id, rules.ITEM_SUBMITTED, message_id=mid)
+        for (item, _, _), mid in zip(accepted, message_ids, strict=True)
+    )
     repo.set_items(conn, results)
     repo.set_chunk(conn, job["id"], chunk, rules.CHUNK_SUBMITTED, submitted_at=now)
 

@@ -5,15 +5,16 @@ The rules, in order, each refusing with its own code: idempotency replay or reus
 number; the contact's opt-out; the 24-hour customer window (outside it only a template); the
 template against the synced ones; the plan (billing). Nothing is written unless all pass.
 
-`POST /api/v1/messages` calls `accept_send`; a broadcast's chunk executor queues each recipient's
-message with `queue_message` after the same recipient rules (`recipient_refusal`), so a broadcast
-item and a single send become the same row, sent by the same job.
+`POST /api/v1/messages` calls `accept_send`; a broadcast's chunk executor queues its recipients'
+messages with `queue_messages` (the same rows as `queue_message`'s, written in sets) after the same
+recipient and template rules (`recipient_refusal`, `template_refusal`), so a broadcast item and a
+single send become the same row, sent by the same job.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from db.repos import audit, templates
 from db.repos import outbound as repo
+from db.repos import sends as sends_repo
 from db.repos.billing import check_send_allowed
 from db.repos.sends import message_exists
 from db.uow import UnitOfWork
@@ -176,12 +178,22 @@ def check_template(conn: Connection, message: OutgoingMessage) -> None:
     template = message.template
     if template is None:
         return
+    refusal = template_refusal(message, templates.named(conn, str(template.get("name", ""))))
+    if refusal is not None:
+        raise refusal
+
+
+def template_refusal(message: OutgoingMessage, known: Sequence[Any]) -> Refused | None:
+    """`check_template` against templates already read (`db.repos.templates.named` of the
+    message's template name): for many messages of one template, read once."""
+    template = message.template
+    if template is None:
+        return None
     name = str(template.get("name", ""))
     language = template.get("language")
     code = str(language.get("code", "")) if isinstance(language, Mapping) else ""
-    problem = check_template_send(name, code, templates.named(conn, name), template.get("components") or [])
-    if problem is not None:
-        raise Refused(problem.code, problem.message, dict(problem.details))
+    problem = check_template_send(name, code, known, template.get("components") or [])
+    return None if problem is None else Refused(problem.code, problem.message, dict(problem.details))
 
 
 def queue_message(
@@ -213,6 +225,40 @@ def queue_message(
         ),
     )
     return message_id if inserted else None
+
+
+def queue_messages(
+    conn: Connection,
+    organization_id: UUID,
+    outgoing: Sequence[tuple[OutgoingMessage, repo.ContactFacts | None]],
+    number: str,
+) -> list[UUID]:
+    """`queue_message` for many messages (without idempotency keys) from one number, each with
+    its contact's facts (None: not a contact yet), in a few statements whatever their count:
+    missing contacts created, each contact's open conversation ensured, the `queued` rows
+    written. Answers the message ids in order; the caller enqueues their `send_job`s."""
+    if not outgoing:
+        return []
+    new = list(dict.fromkeys(m.to for m, contact in outgoing if contact is None))
+    created = sends_repo.ensure_contacts(conn, organization_id, new)
+    contact_ids = [contact.id if contact is not None else created[m.to] for m, contact in outgoing]
+    conversations = sends_repo.ensure_open_conversations(conn, organization_id, contact_ids)
+    rows = []
+    for (message, _), contact_id in zip(outgoing, contact_ids, strict=True):
+        message_id = uuid4()
+        rows.append(
+            sends_repo.QueuedRow(
+                id=message_id,
+                contact_id=contact_id,
+                conversation_id=conversations[contact_id],
+                type=message.type,
+                text=message.text,
+                context_wamid=message.context_wamid,
+                payload=graph_payload(message, message_id),
+            )
+        )
+    sends_repo.insert_queued_many(conn, organization_id, number, rows)
+    return [r.id for r in rows]
 
 
 def graph_payload(message: OutgoingMessage, message_id: UUID) -> dict[str, Any]:
