@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from config import get_settings
 from db.engine import check_database, create_db_engine
-from domain.deadletters import DeadLetterFilter, Status
+from domain.deadletters import DeadLetterFilter, Status, filter_time
 from services import deadletters as dl
 from services import redrive
 from services.publisher import BrokerJobPublisher
@@ -34,11 +34,6 @@ if TYPE_CHECKING:
 OPERATOR = dl.Scope.everyone()
 
 
-def _when(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue")
     parser.add_argument("--actor")
@@ -46,8 +41,10 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error-class")
     parser.add_argument("--text", help="case-insensitive substring of the error")
     parser.add_argument("--status", choices=[s.value for s in Status], default=Status.DEAD.value)
-    parser.add_argument("--since", type=_when, help="last failure at or after (ISO 8601; UTC if no offset)")
-    parser.add_argument("--until", type=_when, help="last failure before (ISO 8601; UTC if no offset)")
+    parser.add_argument(
+        "--since", type=filter_time, help="last failure at or after (ISO 8601; UTC if no offset)"
+    )
+    parser.add_argument("--until", type=filter_time, help="last failure before (ISO 8601; UTC if no offset)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
