@@ -198,6 +198,13 @@ def unit_of_work(engine: Engine, scope: Scope, publisher: JobPublisher | None = 
 # --- reading -------------------------------------------------------------------------------------
 
 
+def _existing(uow: UnitOfWork, letter_id: UUID) -> RowMapping:
+    row = repo.get(uow.conn, letter_id)
+    if row is None:
+        raise DeadLetterNotFound(f"no dead letter {letter_id}")
+    return row
+
+
 def list_dead_letters(
     engine: Engine, scope: Scope, f: DeadLetterFilter, *, limit: int = 50, cursor: str | None = None
 ) -> Page:
@@ -224,9 +231,7 @@ def get_dead_letter(engine: Engine, scope: Scope, letter_id: UUID) -> LetterDeta
     """The whole letter with its chain of earlier and later letters; `DeadLetterNotFound` if the
     scope cannot see it."""
     with unit_of_work(engine, scope) as uow:
-        row = repo.get(uow.conn, letter_id)
-        if row is None:
-            raise DeadLetterNotFound(f"no dead letter {letter_id}")
+        row = _existing(uow, letter_id)
         links = repo.chain(uow.conn, letter_id)
     return LetterDetail(
         letter=_letter(row),
@@ -303,9 +308,7 @@ def retry_dead_letter(engine: Engine, publisher: JobPublisher, scope: Scope, let
     """Re-enqueue one letter now. `DeadLetterNotFound` if the scope cannot see it, `NotRetryable`
     if it is not `dead` (another retry got there first, or it was discarded)."""
     with unit_of_work(engine, scope) as uow:
-        row = repo.get(uow.conn, letter_id)
-        if row is None:
-            raise DeadLetterNotFound(f"no dead letter {letter_id}")
+        row = _existing(uow, letter_id)
         claimed = repo.claim_for_retry(uow.conn, [letter_id])
         uow.commit()
     if not claimed:
@@ -401,9 +404,7 @@ def discard_dead_letters(engine: Engine, scope: Scope, f: DeadLetterFilter) -> i
 def discard_dead_letter(engine: Engine, scope: Scope, letter_id: UUID) -> Letter:
     """Discard one dead letter. `DeadLetterNotFound` / `NotRetryable` (when it is not dead)."""
     with unit_of_work(engine, scope) as uow:
-        row = repo.get(uow.conn, letter_id)
-        if row is None:
-            raise DeadLetterNotFound(f"no dead letter {letter_id}")
+        row = _existing(uow, letter_id)
         if not repo.discard(uow.conn, DeadLetterFilter(ids=(letter_id,))):
             raise NotRetryable(letter_id, row["status"])
         now = repo.get(uow.conn, letter_id)
