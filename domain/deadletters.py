@@ -8,7 +8,7 @@ so what an operator previewed with a count is exactly what a batch retry takes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 from uuid import UUID
@@ -120,6 +120,13 @@ class DeadLetterFilter:
             until=datetime.fromisoformat(data["until"]) if data.get("until") else None,
             ids=tuple(UUID(i) for i in data["ids"]) if data.get("ids") is not None else None,
         )
+
+
+def filter_time(text: str) -> datetime:
+    """A `since`/`until` as typed by an operator: ISO 8601, UTC when it names no offset (a console
+    datetime-local field never does). `ValueError` if it is not a time."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

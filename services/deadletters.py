@@ -15,8 +15,6 @@ of one letter at once enqueue it once: only one of them moves it out of `dead`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
@@ -30,6 +28,7 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from db.repos import deadletters as repo
 from db.uow import UnitOfWork
+from domain import cursors
 from domain.deadletters import (
     LETTER_OPTION,
     RUN_OPTIONS,
@@ -199,17 +198,11 @@ def unit_of_work(engine: Engine, scope: Scope, publisher: JobPublisher | None = 
 # --- reading -------------------------------------------------------------------------------------
 
 
-def encode_cursor(last_failed_at: datetime, letter_id: UUID) -> str:
-    raw = orjson.dumps([last_failed_at.isoformat(), str(letter_id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        at, letter_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(at), UUID(letter_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidCursor("the cursor is not one this service issued") from exc
+def _existing(uow: UnitOfWork, letter_id: UUID) -> RowMapping:
+    row = repo.get(uow.conn, letter_id)
+    if row is None:
+        raise DeadLetterNotFound(f"no dead letter {letter_id}")
+    return row
 
 
 def list_dead_letters(
@@ -218,12 +211,14 @@ def list_dead_letters(
     """Letters matching `f`, newest failure first, `limit` per page; pass the page's `next_cursor`
     back as `cursor` for the next one (keyset paging: rows that arrive meanwhile never shift it)."""
     limit = max(1, min(limit, MAX_PAGE))
-    after = decode_cursor(cursor) if cursor else None
+    try:
+        after = cursors.time_and_id(cursor) if cursor else None
+    except cursors.InvalidCursor as exc:
+        raise InvalidCursor(str(exc)) from exc
     with unit_of_work(engine, scope) as uow:
         rows = repo.list_page(uow.conn, f, after=after, limit=limit + 1)
     page = tuple(_letter(r) for r in rows[:limit])
-    more = len(rows) > limit
-    return Page(page, encode_cursor(page[-1].last_failed_at, page[-1].id) if more and page else None)
+    return Page(page, cursors.next_cursor(rows, limit, "last_failed_at", "id"))
 
 
 def count_dead_letters(engine: Engine, scope: Scope, f: DeadLetterFilter) -> int:
@@ -236,9 +231,7 @@ def get_dead_letter(engine: Engine, scope: Scope, letter_id: UUID) -> LetterDeta
     """The whole letter with its chain of earlier and later letters; `DeadLetterNotFound` if the
     scope cannot see it."""
     with unit_of_work(engine, scope) as uow:
-        row = repo.get(uow.conn, letter_id)
-        if row is None:
-            raise DeadLetterNotFound(f"no dead letter {letter_id}")
+        row = _existing(uow, letter_id)
         links = repo.chain(uow.conn, letter_id)
     return LetterDetail(
         letter=_letter(row),
@@ -315,9 +308,7 @@ def retry_dead_letter(engine: Engine, publisher: JobPublisher, scope: Scope, let
     """Re-enqueue one letter now. `DeadLetterNotFound` if the scope cannot see it, `NotRetryable`
     if it is not `dead` (another retry got there first, or it was discarded)."""
     with unit_of_work(engine, scope) as uow:
-        row = repo.get(uow.conn, letter_id)
-        if row is None:
-            raise DeadLetterNotFound(f"no dead letter {letter_id}")
+        row = _existing(uow, letter_id)
         claimed = repo.claim_for_retry(uow.conn, [letter_id])
         uow.commit()
     if not claimed:
@@ -413,9 +404,7 @@ def discard_dead_letters(engine: Engine, scope: Scope, f: DeadLetterFilter) -> i
 def discard_dead_letter(engine: Engine, scope: Scope, letter_id: UUID) -> Letter:
     """Discard one dead letter. `DeadLetterNotFound` / `NotRetryable` (when it is not dead)."""
     with unit_of_work(engine, scope) as uow:
-        row = repo.get(uow.conn, letter_id)
-        if row is None:
-            raise DeadLetterNotFound(f"no dead letter {letter_id}")
+        row = _existing(uow, letter_id)
         if not repo.discard(uow.conn, DeadLetterFilter(ids=(letter_id,))):
             raise NotRetryable(letter_id, row["status"])
         now = repo.get(uow.conn, letter_id)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Mapping
 from typing import Any, Final
 from uuid import UUID
 
@@ -29,20 +28,15 @@ from ingress.api.bulk_models import (
     ResumeRequest,
 )
 from ingress.api.csv_rows import rows_from
-from ingress.api.errors import ApiError, ErrorCode
+from ingress.api.errors import AUTH_ERRORS, BODY_ERRORS, SENDER_ERRORS, ApiError, ErrorCode
 from ingress.api.idempotency import fingerprint, parse_key
-from ingress.api.operations import Call, HeaderParam, Operation, RawBody, Reply
+from ingress.api.operations import Call, HeaderParam, Operation, RawBody, Reply, accepted
 from ingress.api.pagination import decode_cursor, encode_cursor, time_and_id
 from services import bulk, bulk_plans
 from services.bulk import BulkPorts, ItemView, JobSummary
 
 MAX_BODY_BYTES: Final = 20 * 1024 * 1024
 _EXPORT_PAGE: Final = 10_000
-
-_AUTH_ERRORS = (
-    ErrorCode.AUTH_MISSING, ErrorCode.AUTH_INVALID, ErrorCode.AUTH_EXPIRED, ErrorCode.AUTH_REVOKED,
-    ErrorCode.SCOPE_MISSING, ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE,
-)  # fmt: skip
 
 
 def _ports(call: Call) -> BulkPorts:
@@ -100,11 +94,7 @@ def create_bulk_job(call: Call) -> Reply:
             request = body.root
             idem = _idempotency(key, fingerprint("create_bulk_job", body))
             job = _plan(call, org, request, idem)
-    headers = {"Location": _link(call, job.id)}
-    if job.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    meta: Mapping[str, Any] = {"replayed": True} if job.replayed else {}
-    return Reply(_view(call, job), status=202, meta=meta, headers=headers)
+    return accepted(_view(call, job), _link(call, job.id), replayed=job.replayed)
 
 
 def _idempotency(key: str | None, fp: str) -> bulk.Idempotency | None:
@@ -281,7 +271,7 @@ def cancel_bulk_job(call: Call) -> Reply:
     return Reply(_view(call, job))
 
 
-_PATH_ERRORS = (*_AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND)
+_PATH_ERRORS = (*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND)
 
 OPERATIONS = (
     Operation(
@@ -307,20 +297,12 @@ OPERATIONS = (
         max_body_bytes=MAX_BODY_BYTES,
         raw_content_types=("text/csv", "multipart/form-data"),
         errors=(
-            *_AUTH_ERRORS,
-            ErrorCode.INVALID_JSON,
+            *AUTH_ERRORS,
+            *BODY_ERRORS,
             ErrorCode.VALIDATION_FAILED,
-            ErrorCode.PAYLOAD_TOO_LARGE,
-            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             ErrorCode.IDEMPOTENCY_KEY_INVALID,
             ErrorCode.IDEMPOTENCY_CONFLICT,
-            ErrorCode.NO_PHONE_NUMBER,
-            ErrorCode.PHONE_NUMBER_REQUIRED,
-            ErrorCode.PHONE_NUMBER_UNKNOWN,
-            ErrorCode.TEMPLATE_NOT_FOUND,
-            ErrorCode.TEMPLATE_LANGUAGE_MISSING,
-            ErrorCode.TEMPLATE_NOT_APPROVED,
-            ErrorCode.TEMPLATE_PARAMETERS_MISMATCH,
+            *SENDER_ERRORS,
             ErrorCode.MESSAGING_LIMIT_EXCEEDED,
             ErrorCode.NO_RECIPIENTS,
             ErrorCode.TOO_MANY_RECIPIENTS,
@@ -341,7 +323,7 @@ OPERATIONS = (
         handler=list_bulk_jobs,
         response=list[BulkJobView],
         query=ListBulkJobsQuery,
-        errors=(*_AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.INVALID_CURSOR),
+        errors=(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.INVALID_CURSOR),
     ),
     Operation(
         operation_id="getBulkJob",
@@ -391,13 +373,7 @@ OPERATIONS = (
         response=BulkJobView,
         path_params=BulkJobPath,
         body=ResumeRequest,
-        errors=(
-            *_PATH_ERRORS,
-            ErrorCode.INVALID_JSON,
-            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode.PAYLOAD_TOO_LARGE,
-            ErrorCode.BULK_JOB_NOT_RESUMABLE,
-        ),
+        errors=(*_PATH_ERRORS, *BODY_ERRORS, ErrorCode.BULK_JOB_NOT_RESUMABLE),
     ),
     Operation(
         operation_id="cancelBulkJob",

@@ -32,9 +32,8 @@ class FilterFields(_Model):
     until: AwareDatetime | None = Field(default=None, description="Last failure before")
 
     @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.since is not None and self.until is not None and self.until < self.since:
-            raise ValueError("until must not be before since")
+    def _valid(self) -> Self:
+        self.to_filter()  # the filter's own rules (until not before since) answer as a 422
         return self
 
     def to_filter(self, ids: tuple[UUID, ...] | None = None) -> DeadLetterFilter:

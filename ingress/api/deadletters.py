@@ -6,6 +6,8 @@ across every tenant.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import UUID
 
 from ingress.api.deadletter_models import (
@@ -23,17 +25,14 @@ from ingress.api.deadletter_models import (
     RedriveView,
     RetryView,
 )
-from ingress.api.errors import ApiError, ErrorCode
+from ingress.api.errors import AUTH_ERRORS, BODY_ERRORS, ApiError, ErrorCode
 from ingress.api.idempotency import parse_key
-from ingress.api.operations import Call, HeaderParam, Operation, Reply
+from ingress.api.operations import Call, HeaderParam, Operation, Reply, accepted
 from services import deadletters as dl
 
 READ = "dead-letters:read"
 WRITE = "dead-letters:write"
-_AUTH_ERRORS = (
-    ErrorCode.AUTH_MISSING, ErrorCode.AUTH_INVALID, ErrorCode.AUTH_EXPIRED, ErrorCode.AUTH_REVOKED,
-    ErrorCode.SCOPE_MISSING, ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.VALIDATION_FAILED,
-)  # fmt: skip
+_AUTH_ERRORS = (*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED)
 
 
 def _scope(call: Call) -> dl.Scope:
@@ -87,18 +86,29 @@ def _redrive_view(call: Call, r: dl.Redrive) -> RedriveView:
     )
 
 
-def _not_found(what: str) -> ApiError:
-    return ApiError(ErrorCode.NOT_FOUND, f"No {what} with this id.")
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """The use cases' refusals as the API's errors."""
+    try:
+        yield
+    except dl.DeadLetterNotFound as exc:
+        raise ApiError(ErrorCode.NOT_FOUND, "No dead letter with this id.") from exc
+    except dl.RedriveNotFound as exc:
+        raise ApiError(ErrorCode.NOT_FOUND, "No redrive with this id.") from exc
+    except dl.NotRetryable as exc:
+        raise ApiError(ErrorCode.DEAD_LETTER_NOT_DEAD, details={"status": exc.status}) from exc
+    except dl.InvalidCursor as exc:
+        raise ApiError(ErrorCode.INVALID_CURSOR) from exc
+    except dl.IdempotencyConflict as exc:
+        raise ApiError(ErrorCode.IDEMPOTENCY_KEY_REUSED) from exc
 
 
 def list_letters(call: Call) -> Reply:
     query: ListQuery = call.query
-    try:
+    with _refusals():
         page = dl.list_dead_letters(
             call.resources.engine, _scope(call), query.to_filter(), limit=query.limit, cursor=query.cursor
         )
-    except dl.InvalidCursor as exc:
-        raise ApiError(ErrorCode.INVALID_CURSOR) from exc
     return Reply(
         [DeadLetterView.model_validate(_letter_fields(call, x)) for x in page.items],
         meta={"next_cursor": page.next_cursor},
@@ -114,10 +124,8 @@ def count_letters(call: Call) -> Reply:
 
 def get_letter(call: Call) -> Reply:
     path: LetterPath = call.path
-    try:
+    with _refusals():
         d = dl.get_dead_letter(call.resources.engine, _scope(call), path.dead_letter_id)
-    except dl.DeadLetterNotFound as exc:
-        raise _not_found("dead letter") from exc
     view = DeadLetterDetailView.model_validate(
         {
             **_letter_fields(call, d.letter),
@@ -141,14 +149,10 @@ def get_letter(call: Call) -> Reply:
 
 def retry_letter(call: Call) -> Reply:
     path: LetterPath = call.path
-    try:
+    with _refusals():
         result = dl.retry_dead_letter(
             call.resources.engine, call.resources.jobs, _scope(call), path.dead_letter_id
         )
-    except dl.DeadLetterNotFound as exc:
-        raise _not_found("dead letter") from exc
-    except dl.NotRetryable as exc:
-        raise ApiError(ErrorCode.DEAD_LETTER_NOT_DEAD, details={"status": exc.status}) from exc
     return Reply(
         RetryView(id=result.letter_id, status=result.status.value, message_id=result.message_id), 202
     )
@@ -157,38 +161,29 @@ def retry_letter(call: Call) -> Reply:
 def start_redrive(call: Call) -> Reply:
     body: RedriveRequest = call.body
     key = parse_key(call.headers.get("idempotency-key"))
-    try:
+    with _refusals():
         started = dl.start_redrive(
             call.resources.engine, _scope(call), body.frozen(), max_per_second=body.max_per_second,
             idempotency_key=key,
         )  # fmt: skip
-    except dl.IdempotencyConflict as exc:
-        raise ApiError(ErrorCode.IDEMPOTENCY_KEY_REUSED) from exc
     view = _redrive_view(call, started.redrive)
-    headers = {"Location": view.links.self}
-    if started.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Reply(view, 202, meta={"replayed": True} if started.replayed else {}, headers=headers)
+    return accepted(view, view.links.self, replayed=started.replayed)
 
 
 def get_redrive(call: Call) -> Reply:
     path: RedrivePath = call.path
-    try:
+    with _refusals():
         return Reply(
             _redrive_view(call, dl.get_redrive(call.resources.engine, _scope(call), path.redrive_id))
         )
-    except dl.RedriveNotFound as exc:
-        raise _not_found("redrive") from exc
 
 
 def cancel_redrive(call: Call) -> Reply:
     path: RedrivePath = call.path
-    try:
+    with _refusals():
         return Reply(
             _redrive_view(call, dl.cancel_redrive(call.resources.engine, _scope(call), path.redrive_id))
         )
-    except dl.RedriveNotFound as exc:
-        raise _not_found("redrive") from exc
 
 
 def discard_letters(call: Call) -> Reply:
@@ -200,16 +195,10 @@ def discard_letters(call: Call) -> Reply:
 
 def discard_letter(call: Call) -> Reply:
     path: LetterPath = call.path
-    try:
+    with _refusals():
         letter = dl.discard_dead_letter(call.resources.engine, _scope(call), path.dead_letter_id)
-    except dl.DeadLetterNotFound as exc:
-        raise _not_found("dead letter") from exc
-    except dl.NotRetryable as exc:
-        raise ApiError(ErrorCode.DEAD_LETTER_NOT_DEAD, details={"status": exc.status}) from exc
     return Reply(DeadLetterView.model_validate(_letter_fields(call, letter)))
 
-
-_BODY_ERRORS = (ErrorCode.INVALID_JSON, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
 
 # Order matters where paths overlap: /dead-letters/count before /dead-letters/{dead_letter_id}.
 OPERATIONS = (
@@ -253,14 +242,14 @@ OPERATIONS = (
         scope=WRITE, handler=start_redrive, response=RedriveView, status=202, body=RedriveRequest,
         headers=(HeaderParam("Idempotency-Key", "The same key and body return the same task."),),
         errors=(
-            *_AUTH_ERRORS, *_BODY_ERRORS, ErrorCode.IDEMPOTENCY_KEY_INVALID, ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            *_AUTH_ERRORS, *BODY_ERRORS, ErrorCode.IDEMPOTENCY_KEY_INVALID, ErrorCode.IDEMPOTENCY_KEY_REUSED,
         ),
     ),
     Operation(
         operation_id="discardDeadLetters", method="POST", path="/dead-letters/discard",
         summary="Discard every dead letter matching the filter (or the ids)",
         scope=WRITE, handler=discard_letters, response=DiscardView, body=BatchRequest,
-        errors=(*_AUTH_ERRORS, *_BODY_ERRORS),
+        errors=(*_AUTH_ERRORS, *BODY_ERRORS),
     ),
     Operation(
         operation_id="getDeadLetterRedrive", method="GET", path="/dead-letter-redrives/{redrive_id}",

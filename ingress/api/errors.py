@@ -55,6 +55,26 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
+# What every operation's pipeline may answer before its handler runs (authentication, rate limit,
+# a dependency down).
+AUTH_ERRORS: Final = (
+    ErrorCode.AUTH_MISSING, ErrorCode.AUTH_INVALID, ErrorCode.AUTH_EXPIRED, ErrorCode.AUTH_REVOKED,
+    ErrorCode.SCOPE_MISSING, ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE,
+)  # fmt: skip
+# Reading a JSON body (its schema's 422 is VALIDATION_FAILED, listed where an operation takes input).
+BODY_ERRORS: Final = (ErrorCode.INVALID_JSON, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
+# The sending number and the template, checked alike for one message and for a broadcast.
+SENDER_ERRORS: Final = (
+    ErrorCode.NO_PHONE_NUMBER,
+    ErrorCode.PHONE_NUMBER_REQUIRED,
+    ErrorCode.PHONE_NUMBER_UNKNOWN,
+    ErrorCode.TEMPLATE_NOT_FOUND,
+    ErrorCode.TEMPLATE_LANGUAGE_MISSING,
+    ErrorCode.TEMPLATE_NOT_APPROVED,
+    ErrorCode.TEMPLATE_PARAMETERS_MISMATCH,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorSpec:
     status: int

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy.engine import RowMapping
@@ -11,7 +9,7 @@ from sqlalchemy.engine import RowMapping
 from db.repos import outbound as repo
 from db.uow import UnitOfWork
 from ingress.api.accept import accept_send
-from ingress.api.errors import ApiError, ErrorCode
+from ingress.api.errors import AUTH_ERRORS, BODY_ERRORS, SENDER_ERRORS, ApiError, ErrorCode
 from ingress.api.idempotency import parse_key
 from ingress.api.models import (
     ListMessagesQuery,
@@ -21,13 +19,8 @@ from ingress.api.models import (
     MessageView,
     SendMessageRequest,
 )
-from ingress.api.operations import Call, HeaderParam, Operation, Reply
+from ingress.api.operations import Call, HeaderParam, Operation, Reply, accepted
 from ingress.api.pagination import next_cursor, time_and_id
-
-_AUTH_ERRORS = (
-    ErrorCode.AUTH_MISSING, ErrorCode.AUTH_INVALID, ErrorCode.AUTH_EXPIRED, ErrorCode.AUTH_REVOKED,
-    ErrorCode.SCOPE_MISSING, ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE,
-)  # fmt: skip
 
 
 def _link(call: Call, message_id: UUID) -> str:
@@ -36,15 +29,11 @@ def _link(call: Call, message_id: UUID) -> str:
 
 def send_message(call: Call) -> Reply:
     key = parse_key(call.headers.get("idempotency-key"))
-    accepted = accept_send(
+    sent = accept_send(
         call.resources, call.principal.organization_id, call.body, key, api_key_id=call.principal.key_id
     )
-    data = MessageAccepted(id=accepted.message_id, links={"self": _link(call, accepted.message_id)})
-    headers = {"Location": _link(call, accepted.message_id)}
-    if accepted.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    meta: Mapping[str, Any] = {"replayed": True} if accepted.replayed else {}
-    return Reply(data, status=202, meta=meta, headers=headers)
+    link = _link(call, sent.message_id)
+    return accepted(MessageAccepted(id=sent.message_id, links={"self": link}), link, replayed=sent.replayed)
 
 
 def get_message(call: Call) -> Reply:
@@ -114,22 +103,14 @@ OPERATIONS = (
             ),
         ),
         errors=(
-            *_AUTH_ERRORS,
-            ErrorCode.INVALID_JSON,
+            *AUTH_ERRORS,
+            *BODY_ERRORS,
             ErrorCode.VALIDATION_FAILED,
-            ErrorCode.PAYLOAD_TOO_LARGE,
-            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             ErrorCode.IDEMPOTENCY_KEY_INVALID,
             ErrorCode.IDEMPOTENCY_KEY_REUSED,
             ErrorCode.OUTSIDE_CUSTOMER_WINDOW,
             ErrorCode.CONTACT_OPTED_OUT,
-            ErrorCode.NO_PHONE_NUMBER,
-            ErrorCode.PHONE_NUMBER_REQUIRED,
-            ErrorCode.PHONE_NUMBER_UNKNOWN,
-            ErrorCode.TEMPLATE_NOT_FOUND,
-            ErrorCode.TEMPLATE_LANGUAGE_MISSING,
-            ErrorCode.TEMPLATE_NOT_APPROVED,
-            ErrorCode.TEMPLATE_PARAMETERS_MISMATCH,
+            *SENDER_ERRORS,
             "quota_exceeded",
             "subscription_canceled",
         ),
@@ -143,7 +124,7 @@ OPERATIONS = (
         handler=get_message,
         response=MessageView,
         path_params=MessagePathParams,
-        errors=(*_AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND),
+        errors=(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND),
     ),
     Operation(
         operation_id="listMessages",
@@ -154,6 +135,6 @@ OPERATIONS = (
         handler=list_messages,
         response=list[MessageView],
         query=ListMessagesQuery,
-        errors=(*_AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.INVALID_CURSOR),
+        errors=(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.INVALID_CURSOR),
     ),
 )

@@ -57,6 +57,15 @@ class Reply:
     media_type: str | None = None
 
 
+def accepted(data: BaseModel, location: str, *, replayed: bool) -> Reply:
+    """A 202 for work started in the background: where to follow it, and whether an
+    Idempotency-Key replayed an earlier request's answer instead of starting it again."""
+    headers = {"Location": location}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Reply(data, status=202, meta={"replayed": True} if replayed else {}, headers=headers)
+
+
 @dataclass(frozen=True, slots=True)
 class RawBody:
     """A request body in one of the operation's `raw_content_types` (CSV, multipart), unparsed."""

@@ -1,51 +1,37 @@
 """Cursor pagination: lists page by an opaque cursor naming the last row seen, never by OFFSET.
 
-A cursor is the keyset of that row (for messages: created_at and id) as base64url JSON. It is not a
-secret (row-level security scopes every read), only opaque, so clients do not build their own.
+The cursor format is `domain.cursors`'; here a cursor the API did not issue is its `invalid_cursor`
+error.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
-import orjson
-
+from domain import cursors
+from domain.cursors import encode_cursor, next_cursor
 from ingress.api.errors import ApiError, ErrorCode
 
+__all__ = ["decode_cursor", "encode_cursor", "next_cursor", "time_and_id"]
 
-def encode_cursor(*keys: Any) -> str:
-    raw = orjson.dumps([k.isoformat() if isinstance(k, datetime) else str(k) for k in keys])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+@contextmanager
+def _as_api_error() -> Iterator[None]:
+    try:
+        yield
+    except cursors.InvalidCursor as exc:
+        raise ApiError(ErrorCode.INVALID_CURSOR) from exc
 
 
 def decode_cursor(cursor: str, arity: int) -> list[str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        keys = orjson.loads(raw)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(ErrorCode.INVALID_CURSOR) from exc
-    if not isinstance(keys, list) or len(keys) != arity or not all(isinstance(k, str) for k in keys):
-        raise ApiError(ErrorCode.INVALID_CURSOR)
-    return keys
+    with _as_api_error():
+        return cursors.decode_cursor(cursor, arity)
 
 
 def time_and_id(cursor: str) -> tuple[datetime, UUID]:
     """The (created_at, id) keyset of a cursor made by `encode_cursor(created_at, id)`."""
-    at, row_id = decode_cursor(cursor, 2)
-    try:
-        return datetime.fromisoformat(at), UUID(row_id)
-    except ValueError as exc:
-        raise ApiError(ErrorCode.INVALID_CURSOR) from exc
-
-
-def next_cursor(rows: Sequence[Any], limit: int, *key_names: str) -> str | None:
-    """The cursor after a page that came back full (one more row was asked for to know); else None."""
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return encode_cursor(*(last[name] for name in key_names))
+    with _as_api_error():
+        return cursors.time_and_id(cursor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -15,20 +15,22 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from domain.deadletters import DeadLetterFilter, Status
+from domain.errors import FleetError
 from ingress.console import filters
 from ingress.console.session import ConsoleSession
-from ingress.console.web import Console
+from ingress.console.web import Console, Page
 from services import audit
 from services import deadletters as letters
 
 PAGE_SIZE = 50
 
 
-def _uuid(value: str) -> UUID | None:
+def _path_id(request: Request, name: str, missing: type[FleetError]) -> UUID:
+    """The id in the path; text that is no UUID names nothing, so it is `missing` as well."""
     try:
-        return UUID(value)
+        return UUID(request.path_params[name])
     except ValueError:
-        return None
+        raise missing(f"no {name} {request.path_params[name]!r}") from None
 
 
 def _percent(task: letters.Redrive) -> int:
@@ -51,6 +53,19 @@ def deadletter_routes(console: Console) -> list[BaseRoute]:
             organization_id=org,
             details=dict(details),
         )
+
+    def page(handler: Page) -> Callable[[Request], Awaitable[Response]]:
+        """`console.page`, answering a letter or redrive the scope cannot see with the one 404."""
+
+        async def run(request: Request, session: ConsoleSession) -> Response:
+            try:
+                return await handler(request, session)
+            except letters.DeadLetterNotFound:
+                return console.refuse("No such dead letter.", 404)
+            except letters.RedriveNotFound:
+                return console.refuse("No such redrive.", 404)
+
+        return console.page(run)
 
     def _filter_or_refusal(
         request: Request, values: Mapping[str, Any], session: ConsoleSession
@@ -85,13 +100,8 @@ def deadletter_routes(console: Console) -> list[BaseRoute]:
         )
 
     async def detail(request: Request, session: ConsoleSession) -> Response:
-        letter_id = _uuid(request.path_params["letter_id"])
-        if letter_id is None:
-            return console.refuse("No such dead letter.", 404)
-        try:
-            found = await run_in_threadpool(letters.get_dead_letter, state.engine, session.letters, letter_id)
-        except letters.DeadLetterNotFound:
-            return console.refuse("No such dead letter.", 404)
+        letter_id = _path_id(request, "letter_id", letters.DeadLetterNotFound)
+        found = await run_in_threadpool(letters.get_dead_letter, state.engine, session.letters, letter_id)
         return console.render(
             request,
             "deadletter.html",
@@ -104,9 +114,7 @@ def deadletter_routes(console: Console) -> list[BaseRoute]:
         )
 
     async def retry_one(request: Request, session: ConsoleSession) -> Response:
-        letter_id = _uuid(request.path_params["letter_id"])
-        if letter_id is None:
-            return console.refuse("No such dead letter.", 404)
+        letter_id = _path_id(request, "letter_id", letters.DeadLetterNotFound)
 
         def run() -> letters.RetryResult:
             found = letters.get_dead_letter(state.engine, session.letters, letter_id)
@@ -119,8 +127,6 @@ def deadletter_routes(console: Console) -> list[BaseRoute]:
 
         try:
             result = await run_in_threadpool(run)
-        except letters.DeadLetterNotFound:
-            return console.refuse("No such dead letter.", 404)
         except letters.NotRetryable as exc:
             return console.refuse(f"This letter is {exc.status} already, not dead: nothing was retried.", 409)
         return console.redirect(
@@ -128,9 +134,7 @@ def deadletter_routes(console: Console) -> list[BaseRoute]:
         )
 
     async def discard_one(request: Request, session: ConsoleSession) -> Response:
-        letter_id = _uuid(request.path_params["letter_id"])
-        if letter_id is None:
-            return console.refuse("No such dead letter.", 404)
+        letter_id = _path_id(request, "letter_id", letters.DeadLetterNotFound)
 
         def run() -> letters.Letter:
             letter = letters.discard_dead_letter(state.engine, session.letters, letter_id)
@@ -139,8 +143,6 @@ def deadletter_routes(console: Console) -> list[BaseRoute]:
 
         try:
             await run_in_threadpool(run)
-        except letters.DeadLetterNotFound:
-            return console.refuse("No such dead letter.", 404)
         except letters.NotRetryable as exc:
             return console.refuse(f"This letter is {exc.status}, not dead: nothing was discarded.", 409)
         return console.redirect("/dead-letters", notice=f"Dead letter {letter_id} discarded.")
@@ -232,29 +234,20 @@ def deadletter_routes(console: Console) -> list[BaseRoute]:
         return await _redrive_page(request, session, "_redrive.html")
 
     async def _redrive_page(request: Request, session: ConsoleSession, template: str) -> Response:
-        redrive_id = _uuid(request.path_params["redrive_id"])
-        if redrive_id is None:
-            return console.refuse("No such redrive.", 404)
-        try:
-            task = await run_in_threadpool(letters.get_redrive, state.engine, session.letters, redrive_id)
-        except letters.RedriveNotFound:
-            return console.refuse("No such redrive.", 404)
-        done = task.moved + task.failed + task.skipped
-        percent = 100 if task.matched == 0 else int(100 * done / task.matched)
+        redrive_id = _path_id(request, "redrive_id", letters.RedriveNotFound)
+        task = await run_in_threadpool(letters.get_redrive, state.engine, session.letters, redrive_id)
         return console.render(
             request,
             template,
             session,
             active="deadletters",
             task=task,
-            percent=percent,
+            percent=_percent(task),
             shown=task.filter.as_json(),
         )
 
     async def cancel_redrive(request: Request, session: ConsoleSession) -> Response:
-        redrive_id = _uuid(request.path_params["redrive_id"])
-        if redrive_id is None:
-            return console.refuse("No such redrive.", 404)
+        redrive_id = _path_id(request, "redrive_id", letters.RedriveNotFound)
 
         def run() -> letters.Redrive:
             task = letters.cancel_redrive(state.engine, session.letters, redrive_id)
@@ -262,22 +255,19 @@ def deadletter_routes(console: Console) -> list[BaseRoute]:
                     status=task.status.value)  # fmt: skip
             return task
 
-        try:
-            task = await run_in_threadpool(run)
-        except letters.RedriveNotFound:
-            return console.refuse("No such redrive.", 404)
+        task = await run_in_threadpool(run)
         return console.redirect(f"/dead-letters/redrives/{redrive_id}", notice=f"Redrive {task.status}.")
 
     return [
-        Route("/dead-letters", console.page(index), methods=["GET"]),
-        Route("/dead-letters/preview/{action}", console.page(preview), methods=["GET"]),
-        Route("/dead-letters/redrives", console.page(start_redrive), methods=["POST"]),
-        Route("/dead-letters/redrives", console.page(redrives), methods=["GET"]),
-        Route("/dead-letters/discard", console.page(discard_filtered), methods=["POST"]),
-        Route("/dead-letters/redrives/{redrive_id}", console.page(redrive), methods=["GET"]),
-        Route("/fragments/redrives/{redrive_id}", console.page(redrive_fragment), methods=["GET"]),
-        Route("/dead-letters/redrives/{redrive_id}/cancel", console.page(cancel_redrive), methods=["POST"]),
-        Route("/dead-letters/{letter_id}", console.page(detail), methods=["GET"]),
-        Route("/dead-letters/{letter_id}/retry", console.page(retry_one), methods=["POST"]),
-        Route("/dead-letters/{letter_id}/discard", console.page(discard_one), methods=["POST"]),
+        Route("/dead-letters", page(index), methods=["GET"]),
+        Route("/dead-letters/preview/{action}", page(preview), methods=["GET"]),
+        Route("/dead-letters/redrives", page(start_redrive), methods=["POST"]),
+        Route("/dead-letters/redrives", page(redrives), methods=["GET"]),
+        Route("/dead-letters/discard", page(discard_filtered), methods=["POST"]),
+        Route("/dead-letters/redrives/{redrive_id}", page(redrive), methods=["GET"]),
+        Route("/fragments/redrives/{redrive_id}", page(redrive_fragment), methods=["GET"]),
+        Route("/dead-letters/redrives/{redrive_id}/cancel", page(cancel_redrive), methods=["POST"]),
+        Route("/dead-letters/{letter_id}", page(detail), methods=["GET"]),
+        Route("/dead-letters/{letter_id}/retry", page(retry_one), methods=["POST"]),
+        Route("/dead-letters/{letter_id}/discard", page(discard_one), methods=["POST"]),
     ]

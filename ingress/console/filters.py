@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
-from domain.deadletters import DeadLetterFilter, Status
+from domain.deadletters import DeadLetterFilter, Status, filter_time
 
 FIELDS = ("queue", "actor", "organization_id", "error_class", "text", "status", "since", "until")
 
@@ -19,11 +19,9 @@ class BadFilter(ValueError):
 
 def _time(name: str, value: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(value)
+        return filter_time(value)
     except ValueError as exc:
         raise BadFilter(f"{name} is not a date and time (YYYY-MM-DDTHH:MM)") from exc
-    # A datetime-local field carries no zone: the console's times are UTC throughout.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def parse(values: Mapping[str, Any], *, operator: bool) -> DeadLetterFilter:

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from config import get_settings
 from db.engine import check_database, create_db_engine
-from domain.deadletters import DeadLetterFilter, Status
+from domain.deadletters import DeadLetterFilter, Status, filter_time
 from services import deadletters as dl
 from services import redrive
 from services.publisher import BrokerJobPublisher
@@ -34,11 +34,6 @@ if TYPE_CHECKING:
 OPERATOR = dl.Scope.everyone()
 
 
-def _when(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue")
     parser.add_argument("--actor")
@@ -46,8 +41,10 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error-class")
     parser.add_argument("--text", help="case-insensitive substring of the error")
     parser.add_argument("--status", choices=[s.value for s in Status], default=Status.DEAD.value)
-    parser.add_argument("--since", type=_when, help="last failure at or after (ISO 8601; UTC if no offset)")
-    parser.add_argument("--until", type=_when, help="last failure before (ISO 8601; UTC if no offset)")
+    parser.add_argument(
+        "--since", type=filter_time, help="last failure at or after (ISO 8601; UTC if no offset)"
+    )
+    parser.add_argument("--until", type=filter_time, help="last failure before (ISO 8601; UTC if no offset)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -193,6 +190,19 @@ def _confirm(args: argparse.Namespace, verb: str, n: int) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _held_back(args: argparse.Namespace, engine: Engine, f: DeadLetterFilter, verb: str) -> int | None:
+    """Before a batch action: the exit code when it must not go ahead (a dry run, which prints how
+    many it would take, or an operator who did not confirm); None to go ahead."""
+    n = dl.count_dead_letters(engine, OPERATOR, f)
+    if args.dry_run:
+        _print_json({f"would_{verb}": n}) if args.json else print(f"would {verb} {n} dead letters")
+        return 0
+    if not _confirm(args, verb.capitalize(), n):
+        print("nothing done")
+        return 1
+    return None
+
+
 def _publisher() -> BrokerJobPublisher:
     return BrokerJobPublisher(
         RabbitmqBroker(url=get_settings().rabbitmq_url, confirm_delivery=True, middleware=[])
@@ -227,13 +237,8 @@ def _retry(args: argparse.Namespace) -> int:
             print(f"{result.letter_id} {result.status.value} as message {result.message_id}")
         return 0
     f = _filter(args)
-    n = dl.count_dead_letters(engine, OPERATOR, f)
-    if args.dry_run:
-        _print_json({"would_retry": n}) if args.json else print(f"would retry {n} dead letters")
-        return 0
-    if not _confirm(args, "Retry", n):
-        print("nothing done")
-        return 1
+    if (held := _held_back(args, engine, f, "retry")) is not None:
+        return held
     task = dl.start_redrive(engine, OPERATOR, f, max_per_second=args.max_per_second).redrive
     if args.detach:
         _print_json(task) if args.json else print(f"redrive {task.id} created: {task.matched} letters")
@@ -276,13 +281,8 @@ def _discard(args: argparse.Namespace) -> int:
         _print_json(letter) if args.json else print(f"{letter.id} {letter.status.value}")
         return 0
     f = _filter(args)
-    n = dl.count_dead_letters(engine, OPERATOR, f)
-    if args.dry_run:
-        _print_json({"would_discard": n}) if args.json else print(f"would discard {n} dead letters")
-        return 0
-    if not _confirm(args, "Discard", n):
-        print("nothing done")
-        return 1
+    if (held := _held_back(args, engine, f, "discard")) is not None:
+        return held
     done = dl.discard_dead_letters(engine, OPERATOR, f)
     _print_json({"discarded": done}) if args.json else print(f"discarded {done} dead letters")
     return 0

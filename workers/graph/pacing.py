@@ -30,7 +30,9 @@ from domain.errors import PacingDeferred
 DEFAULT_PAIR_RATE = 1 / 6
 DEFAULT_PAIR_BURST = 10.0
 
-_ACQUIRE = """
+# Both scripts read the server's clock and keep token buckets the same way: `level` is a bucket's
+# tokens now (absent: full), `take` spends one and lets the key expire once it would be full again.
+_BUCKETS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
@@ -49,7 +51,11 @@ local function take(key, tokens, rate, burst)
   redis.call('HSET', key, 'tokens', string.format('%.6f', tokens - 1), 'ts', string.format('%.0f', now))
   redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
 end
+"""
 
+_ACQUIRE = (
+    _BUCKETS
+    + """
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n = level(KEYS[1], rate, burst)
 local wait, reason = 0, 0
@@ -70,26 +76,15 @@ take(KEYS[1], n, rate, burst)
 if #KEYS > 1 then take(KEYS[2], p, prate, pburst) end
 return {0, 0}
 """
+)
 
 # Several sends of one number at once, each given a slot (GCRA: a theoretical arrival time per
 # number, `rate` apart, up to `burst` ahead of now) and its recipient's pair token, or the wait for
 # whichever it lacks (and nothing taken). A slot is a time to send at: a sender that is late to
 # its slot costs the number nothing, unlike a bucket that is polled and overflows meanwhile.
-_RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-
-local function level(key, rate, burst)
-  local v = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens, ts = tonumber(v[1]), tonumber(v[2])
-  if tokens == nil or ts == nil then return burst end
-  local elapsed = now - ts
-  if elapsed < 0 then elapsed = 0 end
-  tokens = tokens + elapsed * rate / 1000000
-  if tokens > burst then tokens = burst end
-  return tokens
-end
-
+_RESERVE = (
+    _BUCKETS
+    + """
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local prate, pburst = tonumber(ARGV[3]), tonumber(ARGV[4])
 local interval = 1000000 / rate
@@ -108,8 +103,7 @@ for i = 2, #KEYS do
     out[#out + 1] = 1
   else
     tat = tat + interval
-    redis.call('HSET', KEYS[i], 'tokens', string.format('%.6f', p - 1), 'ts', string.format('%.0f', now))
-    redis.call('PEXPIRE', KEYS[i], math.ceil(pburst / prate * 1000) + 1000)
+    take(KEYS[i], p, prate, pburst)
     local wait = at - now
     if wait < 0 then wait = 0 end
     out[#out + 1] = math.ceil(wait)
@@ -119,6 +113,7 @@ end
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 return out
 """
+)
 
 _REASONS = {1: "throughput", 2: "pair rate"}
 
@@ -195,9 +190,7 @@ class Pacer:
         """`reserve_many` for several numbers (phone_number_id, mps, sends) in one round trip."""
         pipe = self._redis.pipeline(transaction=False)
         for phone_number_id, mps, sends in numbers:
-            if mps <= 0:
-                raise ValueError(f"mps must be positive, got {mps}")
-            tag = f"{self._namespace}:{{{phone_number_id}}}"
+            tag = self._tag(phone_number_id, mps)
             keys = [f"{tag}:slots", *(f"{tag}:pair:{recipient}" for recipient, _ in sends)]
             args = [mps, max(1.0, mps * self._burst_seconds), self._pair_rate, self._pair_burst]
             args += [max(0.0, wait) * 1_000_000 for _, wait in sends]
@@ -208,10 +201,14 @@ class Pacer:
             answers.append([(code == 0, us / 1_000_000, _REASONS.get(code, "")) for us, code in codes])
         return answers
 
-    def _try(self, phone_number_id: str, mps: float, recipient: str | None) -> tuple[float, str]:
+    def _tag(self, phone_number_id: str, mps: float) -> str:
+        """The hash tag of the number's keys (one Cluster slot), once its rate is known to be valid."""
         if mps <= 0:
             raise ValueError(f"mps must be positive, got {mps}")
-        tag = f"{self._namespace}:{{{phone_number_id}}}"
+        return f"{self._namespace}:{{{phone_number_id}}}"
+
+    def _try(self, phone_number_id: str, mps: float, recipient: str | None) -> tuple[float, str]:
+        tag = self._tag(phone_number_id, mps)
         keys = [f"{tag}:rate"]
         args: list[float] = [mps, max(1.0, mps * self._burst_seconds)]
         if recipient is not None:
