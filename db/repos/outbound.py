@@ -257,16 +257,16 @@ def _ids(values: Sequence[UUID]) -> sa.BindParameter[Any]:
     return sa.bindparam("ids", ids, type_=ARRAY(sa.Uuid()))
 
 
-def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUID, Claimed]:
-    """Mark the `queued` ones of these messages `sending` with their next attempt number, and
-    count first attempts against the month's usage; the others are left out of the answer.
+# The batched statements of the send path are built once, with their values as array
+# parameters: a statement of a fixed shape has one compiled form whatever the batch size, and a
+# module-level one keeps its cache key, so a batch costs its round trip and little Python.
+_IDS = sa.bindparam("ids", type_=ARRAY(sa.Uuid()))
 
-    It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
-    conditions match the partial index of pending sends, which the planner then prefers to the
-    primary key whenever its statistics predate a burst of queued sends."""
+
+def _claim_statement() -> sa.Select[Any]:
     claimed = (
         sa.update(messages)
-        .where(messages.c.id == sa.any_(_ids(message_ids)), messages.c.status == QUEUED)
+        .where(messages.c.id == sa.any_(_IDS), messages.c.status == QUEUED)
         .where(messages.c.wamid.is_(None))
         .values(status=SENDING, attempts=messages.c.attempts + 1, updated_at=sa.func.now())
         .returning(messages.c.id, messages.c.organization_id, messages.c.attempts, messages.c.raw,
@@ -276,7 +276,7 @@ def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUI
     first = (
         sa.select(
             claimed.c.organization_id,
-            sa.literal(period_of()).label("period"),
+            sa.bindparam("period", type_=sa.Text()).label("period"),
             sa.literal(MESSAGES_METRIC).label("metric"),
             sa.func.count().label("value"),
         )
@@ -289,11 +289,22 @@ def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUI
         set_={"value": usage_counters.c.value + counted.excluded.value},
     )
     # One statement, one round trip: the claim and the count of first attempts.
-    rows = conn.execute(
-        sa.select(claimed.c.id, claimed.c.attempts, claimed.c.raw, claimed.c.created_at).add_cte(
-            counted.cte("counted")
-        )
-    ).all()
+    return sa.select(claimed.c.id, claimed.c.attempts, claimed.c.raw, claimed.c.created_at).add_cte(
+        counted.cte("counted")
+    )
+
+
+_CLAIM = _claim_statement()
+
+
+def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUID, Claimed]:
+    """Mark the `queued` ones of these messages `sending` with their next attempt number, and
+    count first attempts against the month's usage; the others are left out of the answer.
+
+    It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
+    conditions match the partial index of pending sends, which the planner then prefers to the
+    primary key whenever its statistics predate a burst of queued sends."""
+    rows = conn.execute(_CLAIM, {"ids": list(message_ids), "period": period_of()}).all()
     return {r.id: Claimed(int(r.attempts), r.raw or {}, r.created_at) for r in rows}
 
 
@@ -304,16 +315,18 @@ class SentRecord:
     wamid: str
 
 
-def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UUID, datetime]:
-    """Store each wamid and `sent` where its attempt is still current; the creation times of the
-    messages recorded (the others were settled by a newer attempt or by a status webhook)."""
-    if not records:
-        return {}
-    given = sa.values(
-        sa.column("id", sa.Uuid()), sa.column("attempt", sa.Integer()), sa.column("wamid", sa.Text()),
-        name="given",
-    ).data([(r.message_id, r.attempt, r.wamid) for r in records])  # fmt: skip
-    rows = conn.execute(
+def _record_sent_statement() -> sa.Update:
+    given = (
+        sa.func.unnest(
+            _IDS,
+            sa.bindparam("attempt_numbers", type_=ARRAY(sa.Integer())),
+            sa.bindparam("given_wamids", type_=ARRAY(sa.Text())),
+        )
+        .table_valued(sa.column("id", sa.Uuid()), sa.column("attempt", sa.Integer()),
+                      sa.column("wamid", sa.Text()), name="given")
+        .render_derived()
+    )  # fmt: skip
+    return (
         sa.update(messages)
         .where(messages.c.id == given.c.id, messages.c.attempts == given.c.attempt)
         .where(messages.c.wamid.is_(None), messages.c.status.in_((SENDING, AMBIGUOUS)))
@@ -327,24 +340,45 @@ def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UU
             updated_at=sa.func.now(),
         )
         .returning(messages.c.id, messages.c.created_at)
-    ).all()
-    return {r.id: r.created_at for r in rows}
+    )
+
+
+_RECORD_SENT = _record_sent_statement()
+
+
+def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UUID, datetime]:
+    """Store each wamid and `sent` where its attempt is still current; the creation times of the
+    messages recorded (the others were settled by a newer attempt or by a status webhook)."""
+    if not records:
+        return {}
+    params = {
+        "ids": [r.message_id for r in records],
+        "attempt_numbers": [r.attempt for r in records],
+        "given_wamids": [r.wamid for r in records],
+    }
+    return {r.id: r.created_at for r in conn.execute(_RECORD_SENT, params)}
+
+
+_GIVEN_WAMIDS = sa.func.unnest(sa.bindparam("wamids", type_=ARRAY(sa.Text()))).column_valued("w")
+_LOCK_WAMIDS = sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(_GIVEN_WAMIDS, 0)))
+_ARRIVALS = sa.select(_GIVEN_WAMIDS).where(
+    sa.exists().where(
+        message_status_events.c.wamid == _GIVEN_WAMIDS, message_status_events.c.applied.is_(False)
+    )
+    | sa.exists().where(messages.c.type == REACTION_TYPE, messages.c.context_wamid == _GIVEN_WAMIDS)
+)
 
 
 def wamids_with_arrivals(conn: Connection, wamids: Sequence[str]) -> list[str]:
     """Of these just-recorded wamids, those something arrived for before they were known (a
     parked status or the customer's reaction), after taking the wamids' transaction locks, which
-    the status path takes too: one of the two always sees the other's committed row."""
+    the status path takes too: one of the two always sees the other's committed row (the check
+    is a statement of its own, so its snapshot is taken once the locks are held)."""
     if not wamids:
         return []
-    ordered = sorted(set(wamids))
-    given = sa.func.unnest(sa.bindparam("wamids", ordered, type_=ARRAY(sa.Text()))).column_valued("w")
-    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(given, 0))))
-    parked = sa.exists().where(
-        message_status_events.c.wamid == given, message_status_events.c.applied.is_(False)
-    )
-    reacted = sa.exists().where(messages.c.type == REACTION_TYPE, messages.c.context_wamid == given)
-    return [str(w) for w in conn.execute(sa.select(given).where(parked | reacted)).scalars()]
+    ordered = {"wamids": sorted(set(wamids))}
+    conn.execute(_LOCK_WAMIDS, ordered)
+    return [str(w) for w in conn.execute(_ARRIVALS, ordered).scalars()]
 
 
 def record_failed(
