@@ -315,6 +315,13 @@ class SentRecord:
     wamid: str
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedSent:
+    created_at: datetime
+    # A status or the customer's reaction arrived for the wamid before it was known.
+    has_arrivals: bool
+
+
 def _record_sent_statement() -> sa.Update:
     given = (
         sa.func.unnest(
@@ -326,6 +333,11 @@ def _record_sent_statement() -> sa.Update:
                       sa.column("wamid", sa.Text()), name="given")
         .render_derived()
     )  # fmt: skip
+    reactions = messages.alias("reactions")
+    parked = sa.exists().where(
+        message_status_events.c.wamid == given.c.wamid, message_status_events.c.applied.is_(False)
+    )
+    reacted = sa.exists().where(reactions.c.type == REACTION_TYPE, reactions.c.context_wamid == given.c.wamid)
     return (
         sa.update(messages)
         .where(messages.c.id == given.c.id, messages.c.attempts == given.c.attempt)
@@ -339,16 +351,20 @@ def _record_sent_statement() -> sa.Update:
             error_details=None,
             updated_at=sa.func.now(),
         )
-        .returning(messages.c.id, messages.c.created_at)
+        .returning(messages.c.id, messages.c.created_at, (parked | reacted).label("has_arrivals"))
     )
 
 
 _RECORD_SENT = _record_sent_statement()
 
 
-def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UUID, datetime]:
-    """Store each wamid and `sent` where its attempt is still current; the creation times of the
-    messages recorded (the others were settled by a newer attempt or by a status webhook)."""
+def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UUID, RecordedSent]:
+    """Store each wamid and `sent` where its attempt is still current; for each message recorded
+    (the others were settled by a newer attempt or by a status webhook), its creation time and
+    whether something arrived for its wamid before it was known. Take the wamids' locks first
+    (`lock_wamids`, in an earlier statement of the transaction): the status path takes them too,
+    so one of the two always sees the other's committed row (this statement's snapshot is taken
+    once the locks are held)."""
     if not records:
         return {}
     params = {
@@ -356,29 +372,25 @@ def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UU
         "attempt_numbers": [r.attempt for r in records],
         "given_wamids": [r.wamid for r in records],
     }
-    return {r.id: r.created_at for r in conn.execute(_RECORD_SENT, params)}
+    return {
+        r.id: RecordedSent(r.created_at, bool(r.has_arrivals)) for r in conn.execute(_RECORD_SENT, params)
+    }
 
 
-_GIVEN_WAMIDS = sa.func.unnest(sa.bindparam("wamids", type_=ARRAY(sa.Text()))).column_valued("w")
-_LOCK_WAMIDS = sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(_GIVEN_WAMIDS, 0)))
-_ARRIVALS = sa.select(_GIVEN_WAMIDS).where(
-    sa.exists().where(
-        message_status_events.c.wamid == _GIVEN_WAMIDS, message_status_events.c.applied.is_(False)
+_LOCK_WAMIDS = sa.select(
+    sa.func.pg_advisory_xact_lock(
+        sa.func.hashtextextended(
+            sa.func.unnest(sa.bindparam("wamids", type_=ARRAY(sa.Text()))).column_valued("w"), 0
+        )
     )
-    | sa.exists().where(messages.c.type == REACTION_TYPE, messages.c.context_wamid == _GIVEN_WAMIDS)
 )
 
 
-def wamids_with_arrivals(conn: Connection, wamids: Sequence[str]) -> list[str]:
-    """Of these just-recorded wamids, those something arrived for before they were known (a
-    parked status or the customer's reaction), after taking the wamids' transaction locks, which
-    the status path takes too: one of the two always sees the other's committed row (the check
-    is a statement of its own, so its snapshot is taken once the locks are held)."""
-    if not wamids:
-        return []
-    ordered = {"wamids": sorted(set(wamids))}
-    conn.execute(_LOCK_WAMIDS, ordered)
-    return [str(w) for w in conn.execute(_ARRIVALS, ordered).scalars()]
+def lock_wamids(conn: Connection, wamids: Sequence[str]) -> None:
+    """The wamids' transaction locks (in one order, so concurrent callers never wait in a cycle),
+    whatever the tenant scope: one statement for the wamids of every organization of a batch."""
+    if wamids:
+        conn.execute(_LOCK_WAMIDS, {"wamids": sorted(set(wamids))})
 
 
 def record_failed(
