@@ -341,6 +341,9 @@ def _record_sent_statement() -> sa.Update:
     return (
         sa.update(messages)
         .where(messages.c.id == given.c.id, messages.c.attempts == given.c.attempt)
+        # The ids again as an array: the rows are found by their primary key, never by scanning
+        # every row without a wamid (the planner cannot see into the function's rows).
+        .where(messages.c.id == sa.any_(_IDS))
         .where(messages.c.wamid.is_(None), messages.c.status.in_((SENDING, AMBIGUOUS)))
         .values(
             wamid=given.c.wamid,
