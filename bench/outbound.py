@@ -238,9 +238,16 @@ def _ceiling(url: str, numbers: int, total: int, in_flight: int) -> float:
                         "biz_opaque_callback_data": f"ceiling-{i}",
                     }
                     path = f"/v21.0/ceiling-pn-{i % numbers}/messages"
-                    async with session.post(path, data=orjson.dumps(body), headers=headers) as response:
-                        await response.read()
-                        response.raise_for_status()
+                    for _ in range(3):  # a kept-alive connection the fake closed meanwhile: once more
+                        try:
+                            async with session.post(
+                                path, data=orjson.dumps(body), headers=headers
+                            ) as response:
+                                await response.read()
+                                response.raise_for_status()
+                            break
+                        except aiohttp.ServerDisconnectedError:
+                            continue
 
             started = time.monotonic()
             await asyncio.gather(*(worker() for _ in range(in_flight)))

@@ -257,16 +257,16 @@ def _ids(values: Sequence[UUID]) -> sa.BindParameter[Any]:
     return sa.bindparam("ids", ids, type_=ARRAY(sa.Uuid()))
 
 
-def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUID, Claimed]:
-    """Mark the `queued` ones of these messages `sending` with their next attempt number, and
-    count first attempts against the month's usage; the others are left out of the answer.
+# The batched statements of the send path are built once, with their values as array
+# parameters: a statement of a fixed shape has one compiled form whatever the batch size, and a
+# module-level one keeps its cache key, so a batch costs its round trip and little Python.
+_IDS = sa.bindparam("ids", type_=ARRAY(sa.Uuid()))
 
-    It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
-    conditions match the partial index of pending sends, which the planner then prefers to the
-    primary key whenever its statistics predate a burst of queued sends."""
+
+def _claim_statement() -> sa.Select[Any]:
     claimed = (
         sa.update(messages)
-        .where(messages.c.id == sa.any_(_ids(message_ids)), messages.c.status == QUEUED)
+        .where(messages.c.id == sa.any_(_IDS), messages.c.status == QUEUED)
         .where(messages.c.wamid.is_(None))
         .values(status=SENDING, attempts=messages.c.attempts + 1, updated_at=sa.func.now())
         .returning(messages.c.id, messages.c.organization_id, messages.c.attempts, messages.c.raw,
@@ -276,7 +276,7 @@ def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUI
     first = (
         sa.select(
             claimed.c.organization_id,
-            sa.literal(period_of()).label("period"),
+            sa.bindparam("period", type_=sa.Text()).label("period"),
             sa.literal(MESSAGES_METRIC).label("metric"),
             sa.func.count().label("value"),
         )
@@ -289,11 +289,22 @@ def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUI
         set_={"value": usage_counters.c.value + counted.excluded.value},
     )
     # One statement, one round trip: the claim and the count of first attempts.
-    rows = conn.execute(
-        sa.select(claimed.c.id, claimed.c.attempts, claimed.c.raw, claimed.c.created_at).add_cte(
-            counted.cte("counted")
-        )
-    ).all()
+    return sa.select(claimed.c.id, claimed.c.attempts, claimed.c.raw, claimed.c.created_at).add_cte(
+        counted.cte("counted")
+    )
+
+
+_CLAIM = _claim_statement()
+
+
+def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUID, Claimed]:
+    """Mark the `queued` ones of these messages `sending` with their next attempt number, and
+    count first attempts against the month's usage; the others are left out of the answer.
+
+    It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
+    conditions match the partial index of pending sends, which the planner then prefers to the
+    primary key whenever its statistics predate a burst of queued sends."""
+    rows = conn.execute(_CLAIM, {"ids": list(message_ids), "period": period_of()}).all()
     return {r.id: Claimed(int(r.attempts), r.raw or {}, r.created_at) for r in rows}
 
 
@@ -304,18 +315,35 @@ class SentRecord:
     wamid: str
 
 
-def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UUID, datetime]:
-    """Store each wamid and `sent` where its attempt is still current; the creation times of the
-    messages recorded (the others were settled by a newer attempt or by a status webhook)."""
-    if not records:
-        return {}
-    given = sa.values(
-        sa.column("id", sa.Uuid()), sa.column("attempt", sa.Integer()), sa.column("wamid", sa.Text()),
-        name="given",
-    ).data([(r.message_id, r.attempt, r.wamid) for r in records])  # fmt: skip
-    rows = conn.execute(
+@dataclass(frozen=True, slots=True)
+class RecordedSent:
+    created_at: datetime
+    # A status or the customer's reaction arrived for the wamid before it was known.
+    has_arrivals: bool
+
+
+def _record_sent_statement() -> sa.Update:
+    given = (
+        sa.func.unnest(
+            _IDS,
+            sa.bindparam("attempt_numbers", type_=ARRAY(sa.Integer())),
+            sa.bindparam("given_wamids", type_=ARRAY(sa.Text())),
+        )
+        .table_valued(sa.column("id", sa.Uuid()), sa.column("attempt", sa.Integer()),
+                      sa.column("wamid", sa.Text()), name="given")
+        .render_derived()
+    )  # fmt: skip
+    reactions = messages.alias("reactions")
+    parked = sa.exists().where(
+        message_status_events.c.wamid == given.c.wamid, message_status_events.c.applied.is_(False)
+    )
+    reacted = sa.exists().where(reactions.c.type == REACTION_TYPE, reactions.c.context_wamid == given.c.wamid)
+    return (
         sa.update(messages)
         .where(messages.c.id == given.c.id, messages.c.attempts == given.c.attempt)
+        # The ids again as an array: the rows are found by their primary key, never by scanning
+        # every row without a wamid (the planner cannot see into the function's rows).
+        .where(messages.c.id == sa.any_(_IDS))
         .where(messages.c.wamid.is_(None), messages.c.status.in_((SENDING, AMBIGUOUS)))
         .values(
             wamid=given.c.wamid,
@@ -326,25 +354,46 @@ def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UU
             error_details=None,
             updated_at=sa.func.now(),
         )
-        .returning(messages.c.id, messages.c.created_at)
-    ).all()
-    return {r.id: r.created_at for r in rows}
-
-
-def wamids_with_arrivals(conn: Connection, wamids: Sequence[str]) -> list[str]:
-    """Of these just-recorded wamids, those something arrived for before they were known (a
-    parked status or the customer's reaction), after taking the wamids' transaction locks, which
-    the status path takes too: one of the two always sees the other's committed row."""
-    if not wamids:
-        return []
-    ordered = sorted(set(wamids))
-    given = sa.func.unnest(sa.bindparam("wamids", ordered, type_=ARRAY(sa.Text()))).column_valued("w")
-    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(given, 0))))
-    parked = sa.exists().where(
-        message_status_events.c.wamid == given, message_status_events.c.applied.is_(False)
+        .returning(messages.c.id, messages.c.created_at, (parked | reacted).label("has_arrivals"))
     )
-    reacted = sa.exists().where(messages.c.type == REACTION_TYPE, messages.c.context_wamid == given)
-    return [str(w) for w in conn.execute(sa.select(given).where(parked | reacted)).scalars()]
+
+
+_RECORD_SENT = _record_sent_statement()
+
+
+def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UUID, RecordedSent]:
+    """Store each wamid and `sent` where its attempt is still current; for each message recorded
+    (the others were settled by a newer attempt or by a status webhook), its creation time and
+    whether something arrived for its wamid before it was known. Take the wamids' locks first
+    (`lock_wamids`, in an earlier statement of the transaction): the status path takes them too,
+    so one of the two always sees the other's committed row (this statement's snapshot is taken
+    once the locks are held)."""
+    if not records:
+        return {}
+    params = {
+        "ids": [r.message_id for r in records],
+        "attempt_numbers": [r.attempt for r in records],
+        "given_wamids": [r.wamid for r in records],
+    }
+    return {
+        r.id: RecordedSent(r.created_at, bool(r.has_arrivals)) for r in conn.execute(_RECORD_SENT, params)
+    }
+
+
+_LOCK_WAMIDS = sa.select(
+    sa.func.pg_advisory_xact_lock(
+        sa.func.hashtextextended(
+            sa.func.unnest(sa.bindparam("wamids", type_=ARRAY(sa.Text()))).column_valued("w"), 0
+        )
+    )
+)
+
+
+def lock_wamids(conn: Connection, wamids: Sequence[str]) -> None:
+    """The wamids' transaction locks (in one order, so concurrent callers never wait in a cycle),
+    whatever the tenant scope: one statement for the wamids of every organization of a batch."""
+    if wamids:
+        conn.execute(_LOCK_WAMIDS, {"wamids": sorted(set(wamids))})
 
 
 def record_failed(

@@ -1,18 +1,21 @@
-"""Fleet-wide send pacing in Redis: a token bucket per phone number, and one per recipient pair.
+"""Fleet-wide send pacing in Redis: send slots per phone number, a token bucket per recipient pair.
 
 Meta meters throughput per business number (80 messages/s by default, 1,000 after its upgrade,
 20 for numbers shared with the WhatsApp Business app) and answers 130429 past it; it also limits
 how fast one number may message one user (about one message every 6 s, error 131056). Both limits
 are kept here, before the call, so bulk sends run at the allowed pace instead of discovering it.
 
-- Number bucket: refills at the number's `mps`, holds at most `mps * burst_seconds` tokens
-  (default one second's worth). Over any window W a number is granted at most `mps * W + burst`.
+- Number: one schedule of send slots (GCRA: a theoretical arrival time, `1 / mps` apart, at most
+  `mps * burst_seconds` slots ahead of now; the same limit as a token bucket of that size). Over
+  any window W a number is granted at most `mps * W + burst`, whichever call takes its slots:
+  `acquire` and `wait_for_token` (a slot due now) and `reserve_many` (a slot up to a wait ahead)
+  share one key per number, so a number has one budget however its sends are paced.
 - Pair bucket (number, recipient): refills at `pair_rate` per second (default 1/6), holds at most
   `pair_burst` tokens (default 10), so a conversation can have a quick exchange of a few messages
   but a recipient is never flooded.
 
-One Lua script checks and takes both tokens atomically (no token is taken from either bucket
-unless both have one) using the Redis server's clock (`TIME`), so every process on every host
+One Lua script checks and takes both, a slot and a pair token, atomically (neither is taken
+unless both are there) using the Redis server's clock (`TIME`), so every process on every host
 agrees on time. A bucket's key expires once it would be full again: absent means full. Keys of a
 number share a hash tag, so the script also runs on Redis Cluster.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from redis import Redis
 
@@ -30,9 +33,11 @@ from domain.errors import PacingDeferred
 DEFAULT_PAIR_RATE = 1 / 6
 DEFAULT_PAIR_BURST = 10.0
 
-# Both scripts read the server's clock and keep token buckets the same way: `level` is a bucket's
-# tokens now (absent: full), `take` spends one and lets the key expire once it would be full again.
-_BUCKETS = """
+# Several sends of one number at once, each given a slot (GCRA: a theoretical arrival time per
+# number, `rate` apart, up to `burst` ahead of now) and its recipient's pair token, or the wait for
+# whichever it lacks (and nothing taken). A slot is a time to send at: a sender that is late to
+# its slot costs the number nothing, unlike a bucket that is polled and overflows meanwhile.
+_RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
@@ -47,53 +52,22 @@ local function level(key, rate, burst)
   return tokens
 end
 
-local function take(key, tokens, rate, burst)
-  redis.call('HSET', key, 'tokens', string.format('%.6f', tokens - 1), 'ts', string.format('%.0f', now))
-  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
-end
-"""
-
-_ACQUIRE = (
-    _BUCKETS
-    + """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local n = level(KEYS[1], rate, burst)
-local wait, reason = 0, 0
-if n < 1 then wait, reason = (1 - n) * 1000000 / rate, 1 end
-
-local p, prate, pburst
-if #KEYS > 1 then
-  prate, pburst = tonumber(ARGV[3]), tonumber(ARGV[4])
-  p = level(KEYS[2], prate, pburst)
-  if p < 1 then
-    local pw = (1 - p) * 1000000 / prate
-    if pw > wait then wait, reason = pw, 2 end
-  end
-end
-
-if wait > 0 then return {math.ceil(wait), reason} end
-take(KEYS[1], n, rate, burst)
-if #KEYS > 1 then take(KEYS[2], p, prate, pburst) end
-return {0, 0}
-"""
-)
-
-# Several sends of one number at once, each given a slot (GCRA: a theoretical arrival time per
-# number, `rate` apart, up to `burst` ahead of now) and its recipient's pair token, or the wait for
-# whichever it lacks (and nothing taken). A slot is a time to send at: a sender that is late to
-# its slot costs the number nothing, unlike a bucket that is polled and overflows meanwhile.
-_RESERVE = (
-    _BUCKETS
-    + """
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local prate, pburst = tonumber(ARGV[3]), tonumber(ARGV[4])
 local interval = 1000000 / rate
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local out = {}
-for i = 2, #KEYS do
-  local max_wait = tonumber(ARGV[3 + i])
-  local p = level(KEYS[i], prate, pburst)
+local k = 1
+for i = 5, #ARGV, 2 do
+  local max_wait = tonumber(ARGV[i])
+  local pair = nil
+  local p = pburst
+  if ARGV[i + 1] == '1' then
+    k = k + 1
+    pair = KEYS[k]
+    p = level(pair, prate, pburst)
+  end
   local at = tat + interval - burst * interval
   if p < 1 then
     out[#out + 1] = math.ceil((1 - p) * 1000000 / prate)
@@ -103,7 +77,10 @@ for i = 2, #KEYS do
     out[#out + 1] = 1
   else
     tat = tat + interval
-    take(KEYS[i], p, prate, pburst)
+    if pair then
+      redis.call('HSET', pair, 'tokens', string.format('%.6f', p - 1), 'ts', string.format('%.0f', now))
+      redis.call('PEXPIRE', pair, math.ceil(pburst / prate * 1000) + 1000)
+    end
     local wait = at - now
     if wait < 0 then wait = 0 end
     out[#out + 1] = math.ceil(wait)
@@ -113,7 +90,6 @@ end
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 return out
 """
-)
 
 _REASONS = {1: "throughput", 2: "pair rate"}
 
@@ -138,7 +114,6 @@ class Pacer:
         self._pair_rate = pair_rate
         self._pair_burst = pair_burst
         self._sleep = sleep
-        self._script = redis.register_script(_ACQUIRE)
         self._redis = redis
         self._reserve = redis.register_script(_RESERVE)
 
@@ -172,28 +147,31 @@ class Pacer:
             self._sleep(wait * (1.0 + 0.1 * random.random()))
 
     def reserve_many(
-        self, phone_number_id: str, mps: float, sends: list[tuple[str, float]]
+        self, phone_number_id: str, mps: float, sends: Sequence[tuple[str | None, float]]
     ) -> list[tuple[bool, float, str]]:
         """Slots for sends (recipient, the longest it may wait in seconds) of one number, in order.
 
         For each: (True, seconds until its slot, "") when it has a slot and its pair token, to
         send once that time has passed; else (False, seconds until it might, "throughput" or
         "pair rate") with nothing taken. Over any window W the slots given are at most
-        `mps * W + mps * burst_seconds`. The number's slots are kept apart from `acquire`'s bucket
-        (use one of the two for a number); the pair buckets are the same.
+        `mps * W + mps * burst_seconds`, `acquire`'s grants included (the same slots).
         """
         return self.reserve_for_numbers([(phone_number_id, mps, sends)])[0]
 
     def reserve_for_numbers(
-        self, numbers: list[tuple[str, float, list[tuple[str, float]]]]
+        self, numbers: Sequence[tuple[str, float, Sequence[tuple[str | None, float]]]]
     ) -> list[list[tuple[bool, float, str]]]:
-        """`reserve_many` for several numbers (phone_number_id, mps, sends) in one round trip."""
+        """`reserve_many` for several numbers (phone_number_id, mps, sends) in one round trip; a
+        send without a recipient (None) takes a slot and no pair token."""
         pipe = self._redis.pipeline(transaction=False)
         for phone_number_id, mps, sends in numbers:
-            tag = self._tag(phone_number_id, mps)
-            keys = [f"{tag}:slots", *(f"{tag}:pair:{recipient}" for recipient, _ in sends)]
+            if mps <= 0:
+                raise ValueError(f"mps must be positive, got {mps}")
+            tag = f"{self._namespace}:{{{phone_number_id}}}"
+            keys = [f"{tag}:slots", *(f"{tag}:pair:{r}" for r, _ in sends if r is not None)]
             args = [mps, max(1.0, mps * self._burst_seconds), self._pair_rate, self._pair_burst]
-            args += [max(0.0, wait) * 1_000_000 for _, wait in sends]
+            for recipient, wait in sends:
+                args += [max(0.0, wait) * 1_000_000, 0 if recipient is None else 1]
             self._reserve(keys=keys, args=args, client=pipe)
         answers = []
         for flat in pipe.execute():
@@ -201,18 +179,7 @@ class Pacer:
             answers.append([(code == 0, us / 1_000_000, _REASONS.get(code, "")) for us, code in codes])
         return answers
 
-    def _tag(self, phone_number_id: str, mps: float) -> str:
-        """The hash tag of the number's keys (one Cluster slot), once its rate is known to be valid."""
-        if mps <= 0:
-            raise ValueError(f"mps must be positive, got {mps}")
-        return f"{self._namespace}:{{{phone_number_id}}}"
-
     def _try(self, phone_number_id: str, mps: float, recipient: str | None) -> tuple[float, str]:
-        tag = self._tag(phone_number_id, mps)
-        keys = [f"{tag}:rate"]
-        args: list[float] = [mps, max(1.0, mps * self._burst_seconds)]
-        if recipient is not None:
-            keys.append(f"{tag}:pair:{recipient}")
-            args += [self._pair_rate, self._pair_burst]
-        wait_us, reason = self._script(keys=keys, args=args)
-        return int(wait_us) / 1_000_000, _REASONS.get(int(reason), "throughput")
+        """A slot due now (and the pair token), or the wait until one might be (nothing taken)."""
+        [(granted, wait, reason)] = self.reserve_many(phone_number_id, mps, [(recipient, 0.0)])
+        return (0.0, "") if granted else (wait, reason)

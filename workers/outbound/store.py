@@ -149,17 +149,19 @@ class PostgresSendStore:
         return [created.get(record.message_id) for _, record in keys]
 
     def _sent_orgs(self, by_org: dict[UUID, list[repo.SentRecord]]) -> dict[UUID, datetime]:
-        """The wamids, and what arrived for them before they were known, in one transaction."""
+        """The wamids, and what arrived for them before they were known, in one transaction: the
+        wamids' locks in one statement, then a statement per organization."""
         recorded: dict[UUID, datetime] = {}
         with UnitOfWork(self._engine, organization_id=next(iter(by_org))) as uow:
+            repo.lock_wamids(uow.conn, [r.wamid for records in by_org.values() for r in records])
             for org, records in by_org.items():
                 if org != uow.organization_id:
                     uow.switch_tenant(org)
                 mine = repo.record_sent_many(uow.conn, records)
-                wamids = [r.wamid for r in records if r.message_id in mine]
-                for wamid in repo.wamids_with_arrivals(uow.conn, wamids):
-                    self._catch_up(uow.conn, wamid)
-                recorded.update(mine)
+                for record in records:
+                    if (sent := mine.get(record.message_id)) is not None and sent.has_arrivals:
+                        self._catch_up(uow.conn, record.wamid)
+                recorded.update({message_id: sent.created_at for message_id, sent in mine.items()})
             uow.commit()
         return recorded
 

@@ -63,3 +63,13 @@ def test_a_wait_longer_than_allowed_is_deferred(redis_client: Redis, namespace: 
     with pytest.raises(PacingDeferred) as caught:
         asyncio.run(twice())
     assert caught.value.reason == "pair rate" and 9 < caught.value.retry_after_seconds <= 10
+
+
+def test_acquire_and_reserved_slots_share_one_budget_per_number(redis_client: Redis, namespace: str) -> None:
+    pacer = Pacer(redis_client, namespace=namespace, burst_seconds=0.1)  # 5 slots of burst at 50 mps
+    assert [pacer.acquire("pn", 50, f"r{i}") for i in range(3)] == [0.0] * 3
+    answers = pacer.reserve_many("pn", 50, [(f"s{i}", 0.0) for i in range(4)])
+    # The blocking calls took three of the five: two more now, then nothing without a wait.
+    assert [ok for ok, _, _ in answers] == [True, True, False, False]
+    assert answers[2][2] == "throughput" and 0 < answers[2][1] <= 0.02
+    assert 0 < pacer.acquire("pn", 50) <= 0.02  # and the reserved slots count against acquire

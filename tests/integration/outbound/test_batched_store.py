@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.tables import messages
+from db.tables import message_status_events, messages
 from db.uow import UnitOfWork
 from tests.integration.outbound.conftest import RecordingPublisher, queue
 from tests.support.tenants import make_tenant
@@ -56,3 +57,44 @@ def test_claims_and_wamids_of_several_organizations_share_a_batch(engine: Engine
         for cmd in (c for c in commands if c.organization_id == tenant.organization_id):
             row = tenant.message(cmd.message_id)
             assert (row["status"], row["wamid"], row["attempts"]) == ("sent", f"wamid.{cmd.message_id}", 1)
+
+
+def test_statuses_parked_before_their_wamids_are_applied_in_a_batch_of_several_organizations(
+    engine: Engine,
+) -> None:
+    tenants = [make_tenant(engine) for _ in range(3)]
+    commands = [queue(t) for t in tenants for _ in range(2)]
+    early = {c.message_id for c in commands[1::2]}  # one message of each organization
+    with UnitOfWork(engine, system=True) as uow:
+        for cmd in commands:
+            if cmd.message_id in early:
+                uow.conn.execute(
+                    sa.insert(message_status_events).values(
+                        organization_id=cmd.organization_id, wamid=f"wamid.{cmd.message_id}",
+                        status="delivered", occurred_at=datetime.now(UTC), raw={}, applied=False,
+                    )
+                )  # fmt: skip
+        uow.commit()
+    store = PostgresSendStore(engine, RecordingPublisher(), apply_pending_statuses)
+
+    async def run() -> None:
+        await asyncio.gather(*(store.claim(c.organization_id, c.message_id) for c in commands))
+        await asyncio.gather(
+            *(
+                store.record_sent(c.organization_id, c.message_id, 1, f"wamid.{c.message_id}")
+                for c in commands
+            )
+        )
+
+    asyncio.run(run())
+    for tenant in tenants:
+        for cmd in (c for c in commands if c.organization_id == tenant.organization_id):
+            row = tenant.message(cmd.message_id)
+            assert row["wamid"] == f"wamid.{cmd.message_id}"
+            assert row["status"] == ("delivered" if cmd.message_id in early else "sent")
+    with UnitOfWork(engine, system=True) as uow:
+        applied = uow.conn.execute(
+            sa.select(message_status_events.c.message_id).where(message_status_events.c.applied)
+            .where(message_status_events.c.message_id.in_([c.message_id for c in commands]))
+        ).scalars()  # fmt: skip
+        assert set(applied) == early
