@@ -32,7 +32,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -112,7 +112,10 @@ def create_app(config: FakeConfig | None = None, state: FakeGraphState | None = 
     async def failure(fault: Fault) -> Response:
         if fault.kind == "timeout":
             await asyncio.sleep(fault.hang_seconds)
-            return meta_error(504, 2, "Timed out (fake)")
+            # A caller still waiting hears from the gateway in front of Meta that gave up, as in
+            # production: a bare 504, never Meta's error body, which would claim Meta refused the
+            # send (it may have been accepted: `commit`).
+            return PlainTextResponse("upstream request timeout", status_code=504)
         if fault.kind == "drop":
             return _DroppedConnection()
         return meta_error(fault.http_status, fault.code, fault.message, fault.subcode, fault.details)
