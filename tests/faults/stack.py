@@ -33,7 +33,7 @@ DATABASE = "adsapp_faults"
 CUSTOMERS = 40
 # The broadcasting number's rate: a broadcast of a few hundred takes several chunks and seconds,
 # so a kill of the bulk group lands with chunks in flight.
-BULK_MPS = 40
+BULK_MPS = 60
 
 
 def worker_group(line: ProcfileLine) -> str | None:
