@@ -41,12 +41,22 @@ OUTBOX_GRACE_SECONDS = 30.0
 OUTBOX_BATCH = 500
 
 
+# A sweep that failed (the database or the Graph API not up yet, a restart) runs again this soon
+# rather than a whole interval later: the first template sync must not wait six hours.
+RETRY_AFTER_FAILURE_SECONDS = 30.0
+
+
 @dataclass
 class PeriodicTask:
     name: str
     interval_seconds: float
     run: Callable[[resources.Resources], int]
     next_at: float = field(default=0.0)
+    retry_seconds: float = RETRY_AFTER_FAILURE_SECONDS
+
+    def delay_after(self, ok: bool) -> float:
+        """Seconds until the next run: the interval, or after a failure the shorter retry wait."""
+        return self.interval_seconds if ok else min(self.interval_seconds, self.retry_seconds)
 
 
 def sweep_outbox(res: resources.Resources) -> int:
@@ -103,15 +113,17 @@ def run(stop: threading.Event, tasks: list[PeriodicTask], res: resources.Resourc
         for task in tasks:
             if now < task.next_at:
                 continue
+            ok = True
             try:
                 done = task.run(res)
                 if done:
                     log.info("sweep done", extra={"task": task.name, "count": done})
                 observe_sweep(task.name, ok=True, count=done)
             except Exception:
-                log.exception("sweep failed", extra={"task": task.name})
+                ok = False
+                log.exception("sweep failed", extra={"task": task.name, "retry_in": task.delay_after(False)})
                 observe_sweep(task.name, ok=False, count=0)
-            task.next_at = time.monotonic() + task.interval_seconds
+            task.next_at = time.monotonic() + task.delay_after(ok)
         next_due = min(t.next_at for t in tasks) if tasks else time.monotonic() + 1.0
         stop.wait(max(0.05, next_due - time.monotonic()))
 

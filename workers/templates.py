@@ -43,16 +43,28 @@ def sync_organization(engine: Engine, graph: GraphClient, organization_id: UUID)
     return written
 
 
+class TemplateSyncIncomplete(RuntimeError):
+    """Some organizations' templates could not be fetched; the others were synced."""
+
+    def __init__(self, failed: int, total: int, written: int) -> None:
+        super().__init__(f"template sync failed for {failed} of {total} organizations ({written} written)")
+        self.failed, self.total, self.written = failed, total, written
+
+
 def sync_all(engine: Engine, graph: GraphClient) -> int:
-    """Sync every organization with an account; one failing organization does not stop the rest."""
+    """Sync every organization with an account; one failing organization does not stop the rest,
+    but the run then raises TemplateSyncIncomplete so its caller (the scheduler) tries again soon."""
     with UnitOfWork(engine, system=True) as uow:
         organizations = sorted({org for org, _ in repo.all_accounts(uow.conn)})
-    written = 0
+    written = failed = 0
     for organization_id in organizations:
         try:
             written += sync_organization(engine, graph, organization_id)
         except Exception:
+            failed += 1
             log.exception("template sync failed", extra={"organization_id": str(organization_id)})
+    if failed:
+        raise TemplateSyncIncomplete(failed, len(organizations), written)
     return written
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from db.tables import dead_letters, messages
+from db.tables import bulk_job_items, bulk_jobs, dead_letters, messages
 
 
 def stored_wamids(conn: Connection, wamids: list[str]) -> Counter[str]:
@@ -36,3 +36,18 @@ def send_states(conn: Connection, message_ids: list[str]) -> dict[str, str]:
 
 def dead_letter_count(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar_one())
+
+
+def broadcast_items(
+    conn: Connection, job_id: str
+) -> tuple[str | None, list[tuple[str, str | None, str | None]]]:
+    """A bulk job's status and, per item, its status, message id and that message's status."""
+    status = conn.execute(
+        sa.select(bulk_jobs.c.status).where(sa.cast(bulk_jobs.c.id, sa.Text) == job_id)
+    ).scalar_one_or_none()
+    rows = conn.execute(
+        sa.select(bulk_job_items.c.status, sa.cast(bulk_job_items.c.message_id, sa.Text), messages.c.status)
+        .select_from(bulk_job_items.outerjoin(messages, messages.c.id == bulk_job_items.c.message_id))
+        .where(sa.cast(bulk_job_items.c.bulk_job_id, sa.Text) == job_id)
+    )
+    return (None if status is None else str(status)), [(str(a), b, c) for a, b, c in rows]

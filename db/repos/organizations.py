@@ -24,6 +24,10 @@ def create_organization(conn: Connection, name: str, org_id: UUID | None = None)
     )
 
 
+def set_plan(conn: Connection, organization_id: UUID, plan: str) -> None:
+    conn.execute(sa.update(organizations).where(organizations.c.id == organization_id).values(plan=plan))
+
+
 def add_number(
     conn: Connection,
     organization_id: UUID,

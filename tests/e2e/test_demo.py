@@ -1,5 +1,5 @@
-"""`adsapp demo --short` end to end in a pseudo-terminal: it runs, injects its faults, prints its
-summary with nothing lost or doubled, and leaves no process of its own behind."""
+"""`adsapp demo --short` end to end in a pseudo-terminal: it runs a broadcast, injects its faults,
+prints its summary with nothing lost or doubled, and leaves no process of its own behind."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def test_the_short_demo_ends_with_a_clean_summary(settings: Settings) -> None:
     )  # fmt: skip
     child.logfile_read = sys.stdout
     try:
+        child.expect(r"broadcast to (\d+) recipients started", timeout=180)
+        assert int(child.match.group(1)) == 60
         child.expect("Graph API outage", timeout=180)
         child.expect("outbound workers killed", timeout=120)
         child.expect("summary", timeout=200)
@@ -49,3 +51,12 @@ def test_the_short_demo_ends_with_a_clean_summary(settings: Settings) -> None:
     assert accepted > 50 and stored == accepted
     assert sends > 20 and sent + settled == sends
     assert duplicates == 0 and lost == 0
+    broadcast = re.search(
+        r"broadcast: (\d+) recipients, (\d+) sent once, (\d+) failed, (\d+) duplicates, (\d+) lost \(job (\w+)\)",
+        summary,
+    )
+    assert broadcast, summary
+    total, once, failed, doubled, missing = (int(n) for n in broadcast.groups()[:5])
+    assert total == 60 and once + failed == total and once > 0
+    assert doubled == 0 and missing == 0
+    assert broadcast.group(6) in ("completed", "completed_with_errors")

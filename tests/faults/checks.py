@@ -15,6 +15,11 @@ import psycopg
 from tests.faults.load import Ledger
 
 FINAL_WITH_REASON = ("failed", "ambiguous")
+JOB_FINAL = ("completed", "completed_with_errors", "failed", "cancelled")
+# The scheduler sweeps transient letters every 30 s and republishes a retry unconfirmed for 60 s;
+# one overdue past that (with a margin for a loaded machine) is one the sweep failed to redrive.
+SWEEP_OVERDUE_SECONDS = 45
+RETRYING_OVERDUE_SECONDS = 100
 
 
 @dataclass
@@ -39,15 +44,35 @@ def _counts(conn: psycopg.Connection[Any], sql: str, keys: list[str]) -> dict[st
 
 def evaluate(dsn: str, fake_url: str, ledger: Ledger) -> Verdict:
     v = Verdict(accepted=ledger.accepted + len(ledger.media_wamids))
+    at_meta = _at_meta(fake_url) if ledger.sends or ledger.bulk_jobs else {}
     with psycopg.connect(dsn, autocommit=True) as conn:
         _webhooks(conn, ledger, v)
         _media(conn, ledger, v)
         _stripe(conn, ledger, v)
-        _sends(conn, fake_url, ledger, v)
-        v.stuck = int(
+        _sends(conn, at_meta, ledger, v)
+        _broadcasts(conn, at_meta, ledger, v)
+        v.stuck += int(
             conn.execute("SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')").fetchone()[0]  # type: ignore[index]
         )
+        _overdue_dead_letters(conn, v)
     return v
+
+
+def _at_meta(fake_url: str) -> dict[str, int]:
+    """Sends at the fake per biz_opaque_callback_data (the fleet puts its message id there)."""
+    # The fake answers its control routes on the loop that serves the fleet's sends; right after a
+    # frozen group resumes, a burst of sends and their status webhooks can keep it busy a while.
+    for attempt in range(3):
+        try:
+            log = httpx.get(f"{fake_url}/_fake/log?sends=0", timeout=60).json()
+            break
+        except httpx.TimeoutException:
+            if attempt == 2:
+                raise
+    at_meta: dict[str, int] = {}
+    for row in log["counts"]:
+        at_meta[row["marker"]] = at_meta.get(row["marker"], 0) + int(row["count"])
+    return at_meta
 
 
 def _webhooks(conn: psycopg.Connection[Any], ledger: Ledger, v: Verdict) -> None:
@@ -105,13 +130,9 @@ def _stripe(conn: psycopg.Connection[Any], ledger: Ledger, v: Verdict) -> None:
     v.lost += len(set(ledger.stripe_events) - set(recorded))
 
 
-def _sends(conn: psycopg.Connection[Any], fake_url: str, ledger: Ledger, v: Verdict) -> None:
+def _sends(conn: psycopg.Connection[Any], at_meta: dict[str, int], ledger: Ledger, v: Verdict) -> None:
     if not ledger.sends:
         return
-    log = httpx.get(f"{fake_url}/_fake/log", timeout=30).json()
-    at_meta: dict[str, int] = {}
-    for row in log["counts"]:
-        at_meta[row["marker"]] = at_meta.get(row["marker"], 0) + int(row["count"])
     rows = conn.execute(
         "SELECT id::text, status, error_code, error_title, error_details FROM messages WHERE id::text = ANY(%s)",
         (ledger.sends,),
@@ -142,3 +163,76 @@ def _sends(conn: psycopg.Connection[Any], fake_url: str, ledger: Ledger, v: Verd
                 v.stored += 1
         else:
             v.lost += 1
+
+
+def _broadcasts(conn: psycopg.Connection[Any], at_meta: dict[str, int], ledger: Ledger, v: Verdict) -> None:
+    """Every item of a broadcast that got a 202: sent exactly once at the fake, or failed or skipped
+    with a reason; the job in a final state with nothing left pending."""
+    if not ledger.bulk_jobs:
+        return
+    ids = [job_id for job_id, _ in ledger.bulk_jobs]
+    jobs = {
+        str(r[0]): str(r[1])
+        for r in conn.execute("SELECT id, status FROM bulk_jobs WHERE id::text = ANY(%s)", (ids,)).fetchall()
+    }
+    items: dict[str, list[tuple[Any, ...]]] = {job_id: [] for job_id in ids}
+    for row in conn.execute(
+        "SELECT i.bulk_job_id::text, i.status, i.message_id::text, i.error_code, i.error_title, m.status "
+        "FROM bulk_job_items i LEFT JOIN messages m ON m.id = i.message_id WHERE i.bulk_job_id::text = ANY(%s)",
+        (ids,),
+    ).fetchall():
+        items[row[0]].append(row[1:])
+    for job_id, total in ledger.bulk_jobs:
+        v.accepted += total
+        status = jobs.get(job_id)
+        if status is None:
+            v.lost += total
+            v.problems.append(f"bulk job {job_id} accepted but has no row")
+            continue
+        if status not in JOB_FINAL:
+            v.stuck += 1
+            v.problems.append(f"bulk job {job_id} still {status}")
+        if len(items[job_id]) != total:
+            v.lost += max(0, total - len(items[job_id]))
+            v.problems.append(f"bulk job {job_id}: {len(items[job_id])} items of {total}")
+        for item_status, message_id, code, title, message_status in items[job_id]:
+            _bulk_item(
+                v, job_id, item_status, at_meta.get(message_id or "", 0), code or title, message_status
+            )
+
+
+def _bulk_item(
+    v: Verdict, job_id: str, status: str, sent: int, reason: str | None, message: str | None
+) -> None:
+    if sent > 1:
+        v.duplicates += sent - 1
+    if status == "succeeded":
+        if sent == 0 or message not in ("sent", "delivered", "read"):
+            v.lost += 1
+            v.problems.append(f"bulk job {job_id}: an item succeeded, its message {message}, {sent} at Meta")
+        else:
+            v.stored += 1
+    elif status in ("failed", "skipped", "cancelled"):
+        if not reason:
+            v.problems.append(f"bulk job {job_id}: an item {status} without a reason")
+        elif sent and reason != "ambiguous" and message != "ambiguous":
+            v.problems.append(f"bulk job {job_id}: an item {status} ({reason}) although Meta accepted it")
+        else:
+            v.stored += 1
+    else:
+        v.stuck += 1
+
+
+def _overdue_dead_letters(conn: psycopg.Connection[Any], v: Verdict) -> None:
+    """A letter the redrive sweep should have taken by now: transient and due, or retried and never
+    confirmed. Counted over every letter, not only this phase's."""
+    overdue = int(
+        conn.execute(
+            "SELECT count(*) FROM dead_letters WHERE (status = 'dead' AND transient "
+            "AND next_sweep_at < now() - make_interval(secs => %s)) "
+            "OR (status = 'retrying' AND retried_at < now() - make_interval(secs => %s))",
+            (SWEEP_OVERDUE_SECONDS, RETRYING_OVERDUE_SECONDS),
+        ).fetchone()[0]  # type: ignore[index]
+    )
+    if overdue:
+        v.problems.append(f"{overdue} dead letters the sweep should have redriven")

@@ -1,7 +1,8 @@
 """A steady mixed load on the ingress, and the ledger of what the ingress acknowledged.
 
 Three streams in threads: signed WhatsApp deliveries (text messages, a status now and then, images
-in the media phase), signed Stripe events, and API sends. Only the ingress's own answers go into
+in the media phase), signed Stripe events, and API sends; and at each phase's start a template
+broadcast over the bulk API, from a tenant of its own, to a few hundred fresh recipients. Only the ingress's own answers go into
 the ledger (a 200 for a webhook, a 202 for a send); the checks later compare the ledger with the
 database and the fake Graph API's log, never with what the fleet says about itself.
 """
@@ -28,6 +29,7 @@ class Ledger:
     media_wamids: list[str] = field(default_factory=list)
     stripe_events: list[str] = field(default_factory=list)
     sends: list[str] = field(default_factory=list)
+    bulk_jobs: list[tuple[str, int]] = field(default_factory=list)  # (job id, items it planned)
     answers: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -45,6 +47,10 @@ class Target:
     api_key: str
     customers: tuple[str, ...]
     billing_org: str
+    # The broadcasting tenant (empty: no broadcasts).
+    bulk_api_key: str = ""
+    bulk_number: str = ""
+    bulk_waba: str = ""
 
 
 class Load:
@@ -66,6 +72,7 @@ class Load:
             for name in self.intervals
         ]
         self._stripe_clock = itertools.count(int(time.time()))
+        self._recipients = itertools.count()
         for thread in self._threads:
             thread.start()
 
@@ -75,6 +82,22 @@ class Load:
             self.media = media
         self._running.set()
         return self.ledger
+
+    def broadcast(self, size: int) -> int:
+        """Start a broadcast to `size` recipients no earlier broadcast had; its answer's status."""
+        t = self.target
+        recipients = [f"1650888{next(self._recipients):05d}" for _ in range(size)]
+        client = traffic.IngressClient(t.ingress_url, app_secret=t.app_secret, stripe_secret=t.stripe_secret,
+                                       timeout=30.0)  # fmt: skip
+        try:
+            code, answer = client.bulk_job(t.bulk_api_key, traffic.broadcast(recipients), uuid.uuid4().hex)
+        finally:
+            client.close()
+        self._note("bulk", code)
+        if code == 202:
+            with self._lock:
+                self.ledger.bulk_jobs.append((str(answer["data"]["id"]), int(answer["data"]["total"])))
+        return code
 
     def pause(self) -> None:
         """Stop starting requests; return once those in flight were answered and written down."""

@@ -20,8 +20,10 @@ from config import Settings
 from db.engine import create_db_engine
 from tests.faults.load import Target
 from tests.faults.services import PrivatePostgres, PrivateRabbitMQ, PrivateRedis
+from tests.support.bulk import BULK_SCOPES, bulk_tenant
 from tests.support.processes import ROOT, consumers, free_port, wait_for
 from tests.support.tenants import make_tenant
+from workers.cli import traffic
 from workers.cli.procfile import ChildProcess, Fleet, ProcfileLine, read_procfile
 from workers.run import GROUPS
 
@@ -29,6 +31,9 @@ APP_SECRET = "faults-app-secret"
 STRIPE_SECRET = "whsec_faults"
 DATABASE = "adsapp_faults"
 CUSTOMERS = 40
+# The broadcasting number's rate: a broadcast of a few hundred takes several chunks and seconds,
+# so a kill of the bulk group lands with chunks in flight.
+BULK_MPS = 60
 
 
 def worker_group(line: ProcfileLine) -> str | None:
@@ -154,13 +159,17 @@ def build_stack() -> Stack:
         json={"webhook_url": f"{ingress_url}/webhooks/whatsapp", "app_secret": APP_SECRET},
     ).raise_for_status()
     target = _seed(postgres, env, ingress_url)
+    # At the fake too: the scheduler's template sync follows its listing.
+    templates = {"waba_id": target.bulk_waba, "templates": [traffic.BROADCAST_TEMPLATE]}
+    httpx.post(f"{fake_url}/_fake/templates", json=templates).raise_for_status()
     rabbit_up.join(180)
     if not rabbitmq.ready():
         raise RuntimeError("private RabbitMQ did not start")
 
     def per_process(_name: str) -> dict[str, str]:
         # Metrics ports of their own: other fleets on this machine hold the default ones.
-        return {"dramatiq_prom_port": str(free_port()), "METRICS_PORT": str(free_port())}
+        port = str(free_port())
+        return {"dramatiq_prom_port": port, "INGRESS_METRICS_PORT": port, "SCHEDULER_METRICS_PORT": port}
 
     fleet = Fleet(read_procfile(ROOT / "Procfile"), cwd=ROOT, env=env, log_dir=root / "logs",
                   per_process_env=per_process)  # fmt: skip
@@ -207,14 +216,17 @@ def _seed(postgres: PrivatePostgres, env: dict[str, str], ingress_url: str) -> T
         key = sender.api_key()
         customers = tuple(sender.contact(f"1650777{n:04d}") for n in range(CUSTOMERS))
         billing = make_tenant(engine)
+        broadcaster = bulk_tenant(engine, mps=BULK_MPS)
+        broadcaster.templates([traffic.BROADCAST_TEMPLATE])
+        bulk_key = broadcaster.api_key(BULK_SCOPES)
     finally:
         engine.dispose()
     with psycopg.connect(postgres.dsn(DATABASE), autocommit=True) as conn:
-        # The sender must never run into a plan's monthly quota during the suite.
+        # The senders must never run into a plan's monthly quota during the suite.
         with contextlib.suppress(psycopg.Error):
             conn.execute(
-                "UPDATE organizations SET plan = 'enterprise', subscription_status = 'active' WHERE id = %s",
-                (sender.organization_id,),
+                "UPDATE organizations SET plan = 'enterprise', subscription_status = 'active' WHERE id = ANY(%s)",
+                ([sender.organization_id, broadcaster.organization_id],),
             )
     return Target(
         ingress_url=ingress_url,
@@ -225,6 +237,9 @@ def _seed(postgres: PrivatePostgres, env: dict[str, str], ingress_url: str) -> T
         api_key=key,
         customers=customers,
         billing_org=str(billing.organization_id),
+        bulk_api_key=bulk_key,
+        bulk_number=broadcaster.number,
+        bulk_waba=broadcaster.waba_id,
     )
 
 

@@ -31,6 +31,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 PG_OUTAGE_SECONDS = float(os.environ.get("FAULTS_PG_OUTAGE_SECONDS", "40"))
 DRAIN_SECONDS = float(os.environ.get("FAULTS_DRAIN_SECONDS", "120"))
+# Each phase starts a broadcast this large (a few chunks at the broadcasting number's rate).
+BROADCAST_SIZE = int(os.environ.get("FAULTS_BROADCAST_SIZE", "200"))
 T0 = time.monotonic()
 
 
@@ -122,17 +124,22 @@ def kill_group(name: str, stream: str) -> Callable[[Stack, Load], str]:
         child = stack.fleet[name]
 
         def unfinished() -> int:
-            return evaluate(stack.dsn, stack.fake_url, load.ledger).lost
+            v = evaluate(stack.dsn, stack.fake_url, load.ledger)
+            # A broadcast's items are not lost while their job runs, only unfinished.
+            return v.stuck if stream == "broadcast" else v.lost
 
         # A batch builds up while the group is frozen; it is killed once it has worked through a
         # part of it, so the kill lands mid-batch with messages in hand and unacked.
         child.suspend()
         try:
-            _burst(load, stream, 120)
+            if stream == "broadcast":
+                assert load.broadcast(300) == 202
+            else:
+                _burst(load, stream, 120)
             batch = unfinished()
         finally:
             child.resume()
-        wait_for(lambda: unfinished() <= batch * 0.8, 20, interval=0.05)
+        wait_for(lambda: unfinished() <= batch * 0.8, 20, interval=0.2)
         at_kill = unfinished()
         child.kill()
         child.start()  # the supervisor's restart
@@ -212,7 +219,7 @@ def media_full(stack: Stack, load: Load) -> str:
 
 
 def _phases(stack: Stack) -> list[tuple[str, Callable[[Stack, Load], str], bool]]:
-    streams = {"inbound": "webhooks", "outbound": "sends", "billing": "stripe", "bulk": "sends"}
+    streams = {"inbound": "webhooks", "outbound": "sends", "billing": "stripe", "bulk": "broadcast"}
     phases: list[tuple[str, Callable[[Stack, Load], str], bool]] = [
         (f"kill -9 {g}", kill_group(g, streams.get(g, "webhooks")), False)
         for g in stack.groups()
@@ -235,6 +242,7 @@ def _phases(stack: Stack) -> list[tuple[str, Callable[[Stack, Load], str], bool]
 def _run_phase(stack: Stack, load: Load, name: str, inject: Callable[[Stack, Load], str], media: bool) -> Row:
     dead_before = _dead_letters(stack)
     ledger = load.begin(media=media)
+    assert load.broadcast(BROADCAST_SIZE) == 202, ledger.answers
     time.sleep(2.0)
     injected = time.monotonic()
     notes = inject(stack, load)

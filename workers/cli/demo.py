@@ -1,11 +1,13 @@
 """`adsapp demo`: the fleet under realistic traffic, a Graph API outage and a worker kill, live.
 
 Starts every Procfile line and the fake Graph API on free ports against the configured Postgres,
-RabbitMQ and Redis, makes two tenants, streams signed webhooks and API sends for both, injects a
+RabbitMQ and Redis, makes two tenants, streams signed webhooks and API sends for both, runs a
+template broadcast over the bulk API for the first (its progress in the view), injects a
 30 s-scale Graph outage a third of the way in and kills the outbound workers with SIGKILL two
 thirds in (restarting them, as a supervisor would), and shows rates, queue depths, breaker states
-and dead letters in a live view. It ends with a summary (accepted, stored, sent, duplicates, lost)
-counted from the database and the fake's own log, and stops everything it started, on Ctrl-C too.
+and dead letters in a live view. It ends with a summary (accepted, stored, sent, duplicates, lost;
+and the broadcast's items) counted from the database and the fake's own log, and stops everything
+it started, on Ctrl-C too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from db import admin
 from db.engine import create_db_engine
 from db.repos import demo_counts as audit
 from db.repos import organizations as orgs
+from db.repos import templates
 from db.uow import UnitOfWork
 from domain.apikeys import generate_key
 from workers.cli import traffic
@@ -47,12 +50,16 @@ ROOT = Path(__file__).resolve().parents[2]
 QUEUES = ("inbound", "outbound", "billing", "media")
 # The fake Graph API accepts any token but its configured bad ones.
 DEMO_TOKEN = "demo-token"  # noqa: S105
+BROADCAST_SCOPES = ("messages:write", "messages:read", "bulk:write", "bulk:read")
+JOB_FINAL = ("completed", "completed_with_errors", "failed", "cancelled")
 
 
 def register(commands: Commands) -> None:
     demo = commands.add_parser("demo", help="run the fleet under traffic and faults, with a live view")
     demo.add_argument("--seconds", type=float, default=90.0, help="length of the traffic (default 90)")
     demo.add_argument("--short", action="store_true", help="a 24 s run (for tests and a quick look)")
+    demo.add_argument("--broadcast", type=int, default=None, metavar="N",
+                      help="recipients of the broadcast (default 200, 60 with --short)")  # fmt: skip
     demo.set_defaults(handler=_demo)
 
 
@@ -67,6 +74,17 @@ class DemoTenant:
 
 
 @dataclass
+class Broadcast:
+    """The demo's bulk job, as the API answered it."""
+
+    size: int
+    code: int = 0
+    job_id: str = ""
+    total: int = 0
+    progress: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Tally:
     wamids: list[str] = field(default_factory=list)
     sends: list[str] = field(default_factory=list)
@@ -75,7 +93,9 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _make_tenant(settings: Settings, name: str) -> DemoTenant:
+def _make_tenant(settings: Settings, name: str, *, broadcasts: bool = False) -> DemoTenant:
+    """A tenant with one number and an API key; one that `broadcasts` is on a plan with bulk
+    sending and has the broadcast template approved."""
     tag = uuid.uuid4().hex[:8]
     key = generate_key()
     engine = create_db_engine(settings, pool_size=1)
@@ -85,18 +105,32 @@ def _make_tenant(settings: Settings, name: str) -> DemoTenant:
             pnid = f"demo-{tag}"
             orgs.add_number(uow.conn, org, phone_number_id=pnid, display_phone_number=f"1555{tag[:6]}",
                             waba_id=f"waba-{tag}", access_token=DEMO_TOKEN, mps=80)  # fmt: skip
-            orgs.add_api_key(uow.conn, org, "demo", key, ("messages:write", "messages:read"))
+            scopes = BROADCAST_SCOPES if broadcasts else ("messages:write", "messages:read")
+            orgs.add_api_key(uow.conn, org, "demo", key, scopes)
+            if broadcasts:
+                orgs.set_plan(uow.conn, org, "enterprise")
             uow.commit()
+        if broadcasts:
+            with UnitOfWork(engine, organization_id=org) as uow:
+                templates.upsert(uow.conn, org, f"waba-{tag}", [traffic.BROADCAST_TEMPLATE])
+                uow.commit()
     finally:
         engine.dispose()
     customers = tuple(f"1650{int(tag, 16) % 10**4:04d}{n:03d}" for n in range(20))
     return DemoTenant(name, str(org), pnid, f"waba-{tag}", key.plaintext, customers)
 
 
+def _own_metrics_ports(_name: str) -> dict[str, str]:
+    # Free ports for every process's metrics: another fleet on this machine may hold the defaults.
+    port = str(free_port())
+    return {"dramatiq_prom_port": port, "INGRESS_METRICS_PORT": port, "SCHEDULER_METRICS_PORT": port}
+
+
 class Demo:
-    def __init__(self, settings: Settings, seconds: float) -> None:
+    def __init__(self, settings: Settings, seconds: float, broadcast_size: int = 200) -> None:
         self.settings = settings
         self.seconds = seconds
+        self.broadcast = Broadcast(broadcast_size)
         self.root = Path(tempfile.mkdtemp(prefix="adsapp-demo-"))
         self.port, self.fake_port = free_port(), free_port()
         self.ingress = f"http://127.0.0.1:{self.port}"
@@ -107,7 +141,7 @@ class Demo:
                "MEDIA_DIR": str(self.root / "media"), "LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "1",
                "OUTBOUND_BREAKER_RESET_SECONDS": "5", "OUTBOUND_SEND_LEASE_SECONDS": "15"}  # fmt: skip
         self.fleet = Fleet(read_procfile(ROOT / "Procfile"), cwd=ROOT, env=env, log_dir=self.root / "logs",
-                           per_process_env=lambda _n: {"dramatiq_prom_port": str(free_port())})  # fmt: skip
+                           per_process_env=_own_metrics_ports)  # fmt: skip
         self.fake = ChildProcess(
             ProcfileLine("fake-graph", f".venv/bin/adsapp fake-graph --port {self.fake_port} "
                          f"--webhook-url {self.ingress}/webhooks/whatsapp"),
@@ -118,25 +152,78 @@ class Demo:
         self.tenants: list[DemoTenant] = []
         self.phase = "starting"
         self.started = time.monotonic()
+        self.broadcast_line = ""
 
     def start(self, console: Console) -> None:
         console.print("[bold]adsapp demo[/]: migrating, starting the fleet and the fake Graph API …")
         admin.ensure_database(self.settings)
         admin.upgrade(self.settings)
         self.fake.start()
+        if not wait_until(self._fake_up, 60):
+            raise RuntimeError("the fake Graph API did not start; logs in " + str(self.root / "logs"))
+        self.tenants = [
+            _make_tenant(self.settings, "Acme", broadcasts=True),
+            _make_tenant(self.settings, "Globex"),
+        ]
+        # Listed at the fake before the scheduler starts: its template sync follows the listing.
+        httpx.post(f"{self.fake_url}/_fake/templates", timeout=10,
+                   json={"waba_id": self.tenants[0].waba_id, "templates": [traffic.BROADCAST_TEMPLATE]},
+                   ).raise_for_status()  # fmt: skip
         self.fleet.start()
-        self.tenants = [_make_tenant(self.settings, "Acme"), _make_tenant(self.settings, "Globex")]
         if not wait_until(self._ready, 90):
             raise RuntimeError("the fleet did not become ready; logs in " + str(self.root / "logs"))
 
     def _ready(self) -> bool:
         try:
-            return (
-                httpx.get(f"{self.ingress}/readyz", timeout=2).status_code == 200
-                and httpx.get(f"{self.fake_url}/_fake/log?summary=1", timeout=2).status_code == 200
-            )
+            return httpx.get(f"{self.ingress}/readyz", timeout=2).status_code == 200 and self._fake_up()
         except httpx.HTTPError:
             return False
+
+    def _fake_up(self) -> bool:
+        try:
+            return httpx.get(f"{self.fake_url}/_fake/log?summary=1", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _client(self) -> traffic.IngressClient:
+        return traffic.IngressClient(
+            self.ingress,
+            app_secret=self.secret,
+            stripe_secret=self.settings.stripe_webhook_secret[0].get_secret_value(),
+            timeout=30.0,
+        )
+
+    def start_broadcast(self) -> None:
+        """The first tenant's template broadcast to recipients of its own, over the public API."""
+        tenant, b = self.tenants[0], self.broadcast
+        recipients = [f"1651{int(tenant.waba_id[-8:], 16) % 10**4:04d}{n:04d}" for n in range(b.size)]
+        client = self._client()
+        try:
+            b.code, answer = client.bulk_job(tenant.api_key, traffic.broadcast(recipients), uuid.uuid4().hex)
+        finally:
+            client.close()
+        if b.code == 202:
+            b.job_id, b.total = str(answer["data"]["id"]), int(answer["data"]["total"])
+            self.event(f"broadcast to {b.total} recipients started ({tenant.name}, bulk job {b.job_id[:8]})")
+        else:
+            self.event(f"broadcast refused: HTTP {b.code} {answer.get('error', '')}")
+
+    def broadcast_progress(self) -> str:
+        b = self.broadcast
+        if not b.job_id:
+            return "not started" if b.code == 0 else f"refused (HTTP {b.code})"
+        client = self._client()
+        try:
+            code, answer = client.api("GET", f"/api/v1/bulk-jobs/{b.job_id}", self.tenants[0].api_key)
+        finally:
+            client.close()
+        if code == 200:
+            b.progress = answer["data"]
+        if not b.progress:
+            return f"HTTP {code}"
+        c = b.progress["counts"]
+        return (f"{b.progress['status']}: {c['succeeded']} sent, {c['failed']} failed, "
+                f"{c['pending']} pending of {c['total']}")  # fmt: skip
 
     def stop(self) -> None:
         self.stop_traffic.set()
@@ -144,11 +231,7 @@ class Demo:
         self.fake.stop()
 
     def run_traffic(self) -> None:
-        client = traffic.IngressClient(
-            self.ingress,
-            app_secret=self.secret,
-            stripe_secret=self.settings.stripe_webhook_secret[0].get_secret_value(),
-        )
+        client = self._client()
         n = 0
         try:
             # Each customer writes first, which opens the 24-hour window the replies need.
@@ -196,10 +279,12 @@ class Demo:
         self.tally.events.append(f"t+{time.monotonic() - self.started:.0f}s {text}")
 
     def script(self) -> None:
-        """Outage a third of the way in, a worker kill at two thirds."""
+        """A broadcast at once, an outage a third of the way in, a worker kill at two thirds."""
         third = self.seconds / 3
         outage = max(5.0, min(30.0, third / 2))
-        if self.stop_traffic.wait(third):
+        if self.broadcast.size > 0:
+            self.start_broadcast()
+        if self.stop_traffic.wait(max(0.0, third - (time.monotonic() - self.started))):
             return
         httpx.post(
             f"{self.fake_url}/_fake/faults", json={"kind": "outage", "endpoint": "messages"}, timeout=5
@@ -237,6 +322,7 @@ class Demo:
         table.add_row(
             "breakers", " ".join(f"{t.name}={self._breaker(t.phone_number_id)}" for t in self.tenants)
         )
+        table.add_row(f"broadcast ({self.tenants[0].name})", self.broadcast_progress())
         table.add_row("dead letters", str(self._dead_letters()))
         return table
 
@@ -278,6 +364,11 @@ class Demo:
             with UnitOfWork(engine, system=True) as uow:
                 stored = audit.stored_wamids(uow.conn, self.tally.wamids)
                 states = audit.send_states(uow.conn, self.tally.sends)
+                job_status, items = (
+                    audit.broadcast_items(uow.conn, self.broadcast.job_id)
+                    if self.broadcast.job_id
+                    else (None, [])
+                )
         finally:
             engine.dispose()
         sent = sum(
@@ -294,7 +385,26 @@ class Demo:
             table.add_column(column, justify="right")
         table.add_row(str(len(self.tally.wamids)), str(len(stored)), str(len(self.tally.sends)), str(sent),
                       str(settled), str(duplicates), str(lost))  # fmt: skip
-        return table, duplicates == 0 and lost == 0
+        self.broadcast_line, broadcast_clean = self._broadcast_line(job_status, items, at_meta)
+        return table, duplicates == 0 and lost == 0 and broadcast_clean
+
+    def _broadcast_line(
+        self, job_status: str | None, items: list[tuple[str, str | None, str | None]], at_meta: Counter[str]
+    ) -> tuple[str, bool]:
+        """The broadcast's items against the fake's log (sent exactly once, or failed with a
+        reason), and whether it is clean: its job ended with nothing lost or doubled."""
+        b = self.broadcast
+        if b.size == 0:
+            return "broadcast: none asked for", True
+        if not b.job_id:
+            return f"broadcast: refused (HTTP {b.code})", False
+        once = sum(1 for status, m, _ in items if status == "succeeded" and m and at_meta[m] == 1)
+        failed = sum(1 for status, _, _ in items if status in ("failed", "skipped", "cancelled"))
+        duplicates = sum(at_meta[m] - 1 for _, m, _ in items if m and at_meta[m] > 1)
+        lost = b.total - once - failed
+        line = (f"broadcast: {b.total} recipients, {once} sent once, {failed} failed, "
+                f"{duplicates} duplicates, {lost} lost (job {job_status})")  # fmt: skip
+        return line, job_status in JOB_FINAL and duplicates == 0 and lost == 0
 
     def settled(self) -> bool:
         return self.summary()[1]
@@ -303,7 +413,8 @@ class Demo:
 def _demo(args: argparse.Namespace) -> int:
     console = Console()
     seconds = 24.0 if args.short else float(args.seconds)
-    demo = Demo(get_settings(), seconds)
+    size = args.broadcast if args.broadcast is not None else (60 if args.short else 200)
+    demo = Demo(get_settings(), seconds, max(0, size))
 
     def _terminate(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -341,6 +452,7 @@ def _demo(args: argparse.Namespace) -> int:
             tick()
         table, clean = demo.summary()
         console.print(table)
+        console.print(demo.broadcast_line, highlight=False, soft_wrap=True)
         console.print(
             "Where to look next: the ingress's /metrics, each worker group's metrics port, "
             "`adsapp dlq list` for dead letters, the fake's log at /_fake/log, and the console at /console."

@@ -124,6 +124,33 @@ def subscription_event(organization_id: str, created: int, state: str = "active"
     }
 
 
+# The template the demo and the fault suite broadcast: seeded as approved in the database and at
+# the fake Graph API (whose listing the scheduler's template sync follows).
+BROADCAST_TEMPLATE: dict[str, Any] = {
+    "name": "parcel_notice",
+    "language": "en_US",
+    "status": "APPROVED",
+    "category": "UTILITY",
+    "components": [{"type": "BODY", "text": "Hi {{1}}, your parcel is on its way."}],
+}
+
+
+def broadcast(recipients: list[str], phone_number_id: str | None = None) -> dict[str, Any]:
+    """A `broadcast` bulk job of BROADCAST_TEMPLATE to these wa_ids."""
+    body: dict[str, Any] = {
+        "kind": "broadcast",
+        "template": {
+            "name": BROADCAST_TEMPLATE["name"],
+            "language": {"code": BROADCAST_TEMPLATE["language"]},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{contact.wa_id}}"}]}],
+        },
+        "recipients": [{"wa_id": r} for r in recipients],
+    }
+    if phone_number_id is not None:
+        body["phone_number_id"] = phone_number_id
+    return body
+
+
 class IngressClient:
     """Posts to one ingress; every method answers with the HTTP status (0: no answer)."""
 
@@ -152,13 +179,22 @@ class IngressClient:
         return self._post("/webhooks/stripe", body, headers)
 
     def send(self, api_key: str, body: dict[str, Any], idempotency_key: str) -> tuple[int, dict[str, Any]]:
-        headers = {
-            "authorization": f"Bearer {api_key}",
-            "idempotency-key": idempotency_key,
-            "content-type": "application/json",
-        }
+        return self.api("POST", "/api/v1/messages", api_key, body, idempotency_key)
+
+    def bulk_job(
+        self, api_key: str, body: dict[str, Any], idempotency_key: str
+    ) -> tuple[int, dict[str, Any]]:
+        return self.api("POST", "/api/v1/bulk-jobs", api_key, body, idempotency_key)
+
+    def api(self, method: str, path: str, api_key: str, body: dict[str, Any] | None = None,
+            idempotency_key: str | None = None) -> tuple[int, dict[str, Any]]:  # fmt: skip
+        """One call of the public API: its status (0: no answer) and its JSON object ({} if none)."""
+        headers = {"authorization": f"Bearer {api_key}", "content-type": "application/json"}
+        if idempotency_key is not None:
+            headers["idempotency-key"] = idempotency_key
+        content = orjson.dumps(body) if body is not None else None
         try:
-            response = self.http.post("/api/v1/messages", content=orjson.dumps(body), headers=headers)
+            response = self.http.request(method, path, content=content, headers=headers)
         except httpx.HTTPError:
             return 0, {}
         try:

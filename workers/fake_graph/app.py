@@ -11,7 +11,8 @@ Control endpoints (no auth):
     POST   /_fake/faults     add a fault rule (see workers.fake_graph.faults); GET lists, DELETE clears
     POST   /_fake/reset      clear sends, counts and faults; {"all": true} also seeded data and config
     GET    /_fake/log        accepted sends, counts per (phone_number_id, biz_opaque_callback_data),
-                             duplicates and request counts; ?summary=1 leaves out the sends
+                             duplicates and request counts; ?summary=1 leaves out the sends and
+                             counts, ?sends=0 only the sends
     POST   /_fake/config     bad_tokens, latency_ms, latency_jitter_ms (uniform ±), webhook_url,
                              app_secret, webhook_statuses, ...
     POST   /_fake/templates  {"waba_id", "templates": [...]} (replaces that account's templates)
@@ -32,7 +33,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -112,7 +113,10 @@ def create_app(config: FakeConfig | None = None, state: FakeGraphState | None = 
     async def failure(fault: Fault) -> Response:
         if fault.kind == "timeout":
             await asyncio.sleep(fault.hang_seconds)
-            return meta_error(504, 2, "Timed out (fake)")
+            # A caller still waiting hears from the gateway in front of Meta that gave up, as in
+            # production: a bare 504, never Meta's error body, which would claim Meta refused the
+            # send (it may have been accepted: `commit`).
+            return PlainTextResponse("upstream request timeout", status_code=504)
         if fault.kind == "drop":
             return _DroppedConnection()
         return meta_error(fault.http_status, fault.code, fault.message, fault.subcode, fault.details)
@@ -238,7 +242,10 @@ def create_app(config: FakeConfig | None = None, state: FakeGraphState | None = 
 
     async def log(request: Request) -> Response:
         summary = request.query_params.get("summary") not in (None, "", "0", "false")
-        body = fake.log_json(summary=summary, phone_number_id=request.query_params.get("phone_number_id"))
+        # `sends=0`: the counts without every send's payload, for callers polling a long run.
+        with_sends = request.query_params.get("sends") not in ("0", "false")
+        body = fake.log_json(summary=summary, phone_number_id=request.query_params.get("phone_number_id"),
+                             with_sends=with_sends)  # fmt: skip
         body["webhooks"] = {"delivered": webhooks.delivered, "failed": webhooks.failed}
         return _json(body)
 

@@ -10,7 +10,8 @@ A rule is a JSON object:
      "code": 131047, "http_status": 400, "message": "...", "subcode": 2494055, "details": "...",
      "latency_ms": 50,              for "latency": added to every matching request
      "jitter_ms": 10,               for "latency": each request's draw is uniform in ±jitter_ms
-     "hang_seconds": 30,            for "timeout": how long to hold the request before answering
+     "hang_seconds": 30,            for "timeout": how long to hold the request before a gateway's
+                                    bare 504 (no Meta error body); a client timing out sooner never hears
      "commit": true}                for "timeout"/"drop" on sends: the send is accepted and logged
                                     first (the ambiguous case), or not (false)
 

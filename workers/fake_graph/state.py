@@ -148,7 +148,9 @@ class FakeGraphState:
             self.media.clear()
             self.config = FakeConfig()
 
-    def log_json(self, summary: bool = False, phone_number_id: str | None = None) -> dict[str, Any]:
+    def log_json(
+        self, summary: bool = False, phone_number_id: str | None = None, with_sends: bool = True
+    ) -> dict[str, Any]:
         sends = self.sends
         if phone_number_id is not None:
             sends = [s for s in sends if s.phone_number_id == phone_number_id]
@@ -165,6 +167,7 @@ class FakeGraphState:
             "faults": [fault.as_json() for fault in self.faults],
         }
         if not summary:
-            body["sends"] = [s.as_json() for s in sends]
+            if with_sends:
+                body["sends"] = [s.as_json() for s in sends]
             body["counts"] = counts
         return body

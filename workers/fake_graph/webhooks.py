@@ -57,11 +57,19 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+# Posts in flight at once. Past this, a burst of sends (a frozen worker group resuming, a broadcast)
+# would queue thousands of requests inside the HTTP client's pool, whose bookkeeping grows with the
+# queue and kept the event loop, and so the fake's own answers, busy for tens of seconds; waiting on
+# a semaphore costs nothing.
+WEBHOOK_CONCURRENCY = 32
+
+
 class WebhookSender:
     """Fires status webhooks from the server's event loop; keeps its tasks so none is collected."""
 
     def __init__(self) -> None:
         self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(WEBHOOK_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self.delivered = 0
         self.failed = 0
@@ -87,7 +95,8 @@ class WebhookSender:
                 "X-Hub-Signature-256": sign(body, config.app_secret),
             }
             try:
-                response = await self._client.post(url, content=body, headers=headers)
+                async with self._slots:
+                    response = await self._client.post(url, content=body, headers=headers)
             except httpx.HTTPError:
                 self.failed += 1
                 continue

@@ -6,6 +6,7 @@ import hashlib
 import socket
 from typing import Any
 
+import httpx
 import pytest
 
 from domain.errors import ErrorKind, GraphAmbiguousOutcome, GraphApiPermanent, GraphApiTransient
@@ -76,6 +77,22 @@ def test_timeout_after_meta_accepted_is_ambiguous_and_not_resent(fake: RunningFa
         graph.send_message("111", "tok", text("m-6"))
     assert fake.requests("messages", "111") == 1
     assert fake.log()["counts"] == [{"phone_number_id": "111", "marker": "m-6", "count": 1}]
+
+
+def test_timeout_answered_before_the_client_gives_up_is_a_gateway_504_and_ambiguous(
+    fake: RunningFakeGraph,
+) -> None:
+    fake.add_fault(kind="timeout", hang_seconds=0.2, count=1)
+    answer = httpx.post(f"{fake.url}/v21.0/111/messages", headers={"authorization": "Bearer tok"},
+                        json={"messaging_product": "whatsapp", **text("m-6b")}, timeout=5)  # fmt: skip
+    # Meta accepted it; the gateway that gave up says nothing Meta would (no error body, no code 2).
+    assert answer.status_code == 504 and "error" not in answer.text
+    fake.add_fault(kind="timeout", hang_seconds=0.2, count=1)
+    with client(fake, timeout=5.0) as graph, pytest.raises(GraphAmbiguousOutcome):
+        graph.send_message("111", "tok", text("m-6c"))
+    assert fake.requests("messages", "111") == 2
+    counts = {row["marker"]: row["count"] for row in fake.log()["counts"]}
+    assert counts == {"m-6b": 1, "m-6c": 1}
 
 
 def test_dropped_connection_is_ambiguous(fake: RunningFakeGraph) -> None:

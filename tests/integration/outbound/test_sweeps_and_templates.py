@@ -20,7 +20,7 @@ from tests.support.fake_graph import RunningFakeGraph
 from tests.support.tenants import TEMPLATE, Tenant
 from workers.graph import GraphClient
 from workers.outbound import sweeps
-from workers.templates import apply_template_status_update, sync_all
+from workers.templates import TemplateSyncIncomplete, apply_template_status_update, sync_all
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +105,23 @@ def test_scheduled_sync_marks_vanished_templates_deleted(fake: RunningFakeGraph,
         sync_all(tenant.engine, graph)
     with UnitOfWork(tenant.engine, organization_id=tenant.organization_id) as uow:
         assert [t.status for t in named(uow.conn, "promo")] == ["DELETED"]
+        assert [t.status for t in named(uow.conn, "order_update")] == ["APPROVED"]
+
+
+def test_scheduled_sync_that_cannot_reach_the_graph_api_raises_so_it_is_retried_soon(
+    fake: RunningFakeGraph, tenant: Tenant
+) -> None:
+    fake.seed_templates(tenant.waba_id, [TEMPLATE])
+    fake.add_fault(kind="outage", endpoint="templates")
+    with GraphClient(fake.url, "v21.0", retry_attempts=1) as graph:
+        with pytest.raises(TemplateSyncIncomplete) as caught:
+            sync_all(tenant.engine, graph)
+        assert caught.value.failed >= 1
+        with UnitOfWork(tenant.engine, organization_id=tenant.organization_id) as uow:
+            assert named(uow.conn, "order_update") == []
+        fake.clear_faults()
+        assert sync_all(tenant.engine, graph) >= 1
+    with UnitOfWork(tenant.engine, organization_id=tenant.organization_id) as uow:
         assert [t.status for t in named(uow.conn, "order_update")] == ["APPROVED"]
 
 
