@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from ingress.api import audit_trail
 from ingress.api.deadletter_models import (
     BatchRequest,
     ChainLinkView,
@@ -142,6 +143,7 @@ def get_letter(call: Call) -> Reply:
 def retry_letter(call: Call) -> Reply:
     path: LetterPath = call.path
     try:
+        found = dl.get_dead_letter(call.resources.engine, _scope(call), path.dead_letter_id)
         result = dl.retry_dead_letter(
             call.resources.engine, call.resources.jobs, _scope(call), path.dead_letter_id
         )
@@ -149,6 +151,8 @@ def retry_letter(call: Call) -> Reply:
         raise _not_found("dead letter") from exc
     except dl.NotRetryable as exc:
         raise ApiError(ErrorCode.DEAD_LETTER_NOT_DEAD, details={"status": exc.status}) from exc
+    _audit(call, "retry", result.letter_id, found.letter.organization_id,
+           status=result.status.value, message_id=result.message_id)  # fmt: skip
     return Reply(
         RetryView(id=result.letter_id, status=result.status.value, message_id=result.message_id), 202
     )
@@ -164,6 +168,10 @@ def start_redrive(call: Call) -> Reply:
         )  # fmt: skip
     except dl.IdempotencyConflict as exc:
         raise ApiError(ErrorCode.IDEMPOTENCY_KEY_REUSED) from exc
+    if not started.replayed:
+        task = started.redrive
+        _audit(call, "redrive", task.id, task.organization_id, filter=task.filter.as_json(),
+               matched=task.matched, max_per_second=task.max_per_second)  # fmt: skip
     view = _redrive_view(call, started.redrive)
     headers = {"Location": view.links.self}
     if started.replayed:
@@ -184,18 +192,19 @@ def get_redrive(call: Call) -> Reply:
 def cancel_redrive(call: Call) -> Reply:
     path: RedrivePath = call.path
     try:
-        return Reply(
-            _redrive_view(call, dl.cancel_redrive(call.resources.engine, _scope(call), path.redrive_id))
-        )
+        task = dl.cancel_redrive(call.resources.engine, _scope(call), path.redrive_id)
     except dl.RedriveNotFound as exc:
         raise _not_found("redrive") from exc
+    _audit(call, "redrive_cancel", task.id, task.organization_id, status=task.status.value)
+    return Reply(_redrive_view(call, task))
 
 
 def discard_letters(call: Call) -> Reply:
     body: BatchRequest = call.body
-    return Reply(
-        DiscardView(discarded=dl.discard_dead_letters(call.resources.engine, _scope(call), body.frozen()))
-    )
+    f = body.frozen()
+    discarded = dl.discard_dead_letters(call.resources.engine, _scope(call), f)
+    _audit(call, "discard_filtered", "filter", f.organization_id, filter=f.as_json(), discarded=discarded)
+    return Reply(DiscardView(discarded=discarded))
 
 
 def discard_letter(call: Call) -> Reply:
@@ -206,7 +215,15 @@ def discard_letter(call: Call) -> Reply:
         raise _not_found("dead letter") from exc
     except dl.NotRetryable as exc:
         raise ApiError(ErrorCode.DEAD_LETTER_NOT_DEAD, details={"status": exc.status}) from exc
+    _audit(call, "discard", letter.id, letter.organization_id)
     return Reply(DeadLetterView.model_validate(_letter_fields(call, letter)))
+
+
+def _audit(call: Call, action: str, aggregate: UUID | str, org: UUID | None, **details: object) -> None:
+    """Filed under the organization the letter (or task, or filter) concerns, the key's own when
+    it spans every tenant."""
+    audit_trail.record(call, f"dead_letter.{action}", aggregate_type="dead_letter", aggregate_id=aggregate,
+                       organization_id=org, details=dict(details))  # fmt: skip
 
 
 _BODY_ERRORS = (ErrorCode.INVALID_JSON, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
