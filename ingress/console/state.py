@@ -57,7 +57,8 @@ class ConsoleState:
         if self.registry is None:
             return classes
         for family in self.registry.collect():
-            if family.name != "ingress_requests":
+            # The family of `adsapp_ingress_requests_total` (ingress.metrics), named without `_total`.
+            if family.name != "adsapp_ingress_requests":
                 continue
             for sample in family.samples:
                 if sample.name.endswith("_total") and sample.labels.get("route", "").startswith("/webhooks/"):
