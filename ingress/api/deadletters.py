@@ -170,7 +170,7 @@ def start_redrive(call: Call) -> Reply:
         raise ApiError(ErrorCode.IDEMPOTENCY_KEY_REUSED) from exc
     if not started.replayed:
         task = started.redrive
-        _audit(call, "redrive", task.id, task.organization_id, filter=task.filter.as_json(),
+        _audit(call, "redrive", task.id, None, filter=task.filter.as_json(),
                matched=task.matched, max_per_second=task.max_per_second)  # fmt: skip
     view = _redrive_view(call, started.redrive)
     headers = {"Location": view.links.self}
@@ -195,7 +195,7 @@ def cancel_redrive(call: Call) -> Reply:
         task = dl.cancel_redrive(call.resources.engine, _scope(call), path.redrive_id)
     except dl.RedriveNotFound as exc:
         raise _not_found("redrive") from exc
-    _audit(call, "redrive_cancel", task.id, task.organization_id, status=task.status.value)
+    _audit(call, "redrive_cancel", task.id, None, status=task.status.value)
     return Reply(_redrive_view(call, task))
 
 
@@ -203,7 +203,7 @@ def discard_letters(call: Call) -> Reply:
     body: BatchRequest = call.body
     f = body.frozen()
     discarded = dl.discard_dead_letters(call.resources.engine, _scope(call), f)
-    _audit(call, "discard_filtered", "filter", f.organization_id, filter=f.as_json(), discarded=discarded)
+    _audit(call, "discard_filtered", "filter", None, filter=f.as_json(), discarded=discarded)
     return Reply(DiscardView(discarded=discarded))
 
 
@@ -220,8 +220,9 @@ def discard_letter(call: Call) -> Reply:
 
 
 def _audit(call: Call, action: str, aggregate: UUID | str, org: UUID | None, **details: object) -> None:
-    """Filed under the organization the letter (or task, or filter) concerns, the key's own when
-    it spans every tenant."""
+    """Filed under the organization of the letter acted on; an action on a filter (a redrive, a
+    filtered discard) under the key's own, since the filter may name any organization id, even
+    one that does not exist."""
     audit_trail.record(call, f"dead_letter.{action}", aggregate_type="dead_letter", aggregate_id=aggregate,
                        organization_id=org, details=dict(details))  # fmt: skip
 
