@@ -23,6 +23,7 @@ DEVELOPMENT = "development"
 DEV_APP_SECRET = "dev-app-secret"  # noqa: S105
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_STRIPE_SECRET = "whsec_dev"  # noqa: S105
+DEV_CONSOLE_SECRET = "dev-console-secret"  # noqa: S105
 DEV_TOKEN_KEY = "yQNWUuBgTU141G-3UHollExNiPCiY5_wwlHzJ-ZVVo8="  # noqa: S105
 DEV_ADMIN_USER = "postgres"
 DEV_SYSTEM_USER = "adsapp_system"
@@ -112,9 +113,9 @@ class Settings(BaseSettings):
     dead_letter_sweep_max: int = Field(default=5, ge=0)
     dead_letter_retention_days: float = Field(default=30.0, gt=0)
     dead_letter_outage_hold_seconds: float = Field(default=4 * 3600.0, ge=0)
-    # Console: the key signing its session cookies (unset: a random one per process, so sessions end
-    # with the process and several web processes do not share them; set it in production).
-    console_secret: SecretStr | None = None
+    # Console: the key signing its session cookies, the same in every web process (each must accept
+    # the others' cookies); required outside development, like the webhook secrets.
+    console_secret: SecretStr = SecretStr(DEV_CONSOLE_SECRET)
     # Console: how long a sign-in lasts.
     console_session_seconds: int = Field(default=8 * 3600, ge=60)
     # Console: mark its cookies Secure (set when it is served over HTTPS, as behind a balancer).
@@ -204,6 +205,7 @@ class Settings(BaseSettings):
                 ("WHATSAPP_VERIFY_TOKEN", DEV_VERIFY_TOKEN, [self.whatsapp_verify_token]),
                 ("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_SECRET, self.stripe_webhook_secret),
                 ("TOKEN_ENCRYPTION_KEYS", DEV_TOKEN_KEY, self.token_encryption_keys),
+                ("CONSOLE_SECRET", DEV_CONSOLE_SECRET, [self.console_secret]),
             )
             if not values or any(v.get_secret_value() == dev_value for v in values)
         ]

@@ -1,4 +1,6 @@
-"""The audit trail of operator actions: one `event_store` row per action, naming who did it."""
+"""The audit trail of operator actions: one `event_store` row per action, naming who did it.
+
+The console and `/api/v1` record their actions through the same `record_now`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from db.repos import apikeys
 from db.tables import event_store
 from db.uow import UnitOfWork
 
@@ -77,3 +80,10 @@ def record_now(
             details=details,
         )
         uow.commit()
+
+
+def api_actor(engine: Engine, key_id: UUID, organization_id: UUID, operator: bool) -> Actor:
+    """The actor of an `/api/v1` request, named as its key is named (read in the key's own scope)."""
+    with UnitOfWork(engine, organization_id=organization_id) as uow:
+        found = apikeys.find_key(uow.conn, str(key_id))
+    return Actor(key_id, found.name if found else "", organization_id, operator, via="api")

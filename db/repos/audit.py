@@ -8,7 +8,8 @@ describes or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
@@ -45,6 +46,27 @@ def append(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """One send attempt's outcome, as `message.<outcome>` records it."""
+
+    message_id: UUID
+    outcome: str
+    attempt: int | None
+    wamid: str | None = None
+    error_code: int | None = None
+    error_title: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"attempt": self.attempt}
+        if self.wamid is not None:
+            payload["wamid"] = self.wamid
+        if self.error_code is not None or self.error_title is not None:
+            payload["error_code"] = self.error_code
+            payload["error_title"] = self.error_title
+        return payload
+
+
 def record_send_outcome(
     conn: Connection,
     organization_id: UUID,
@@ -58,15 +80,33 @@ def record_send_outcome(
 ) -> None:
     """`message.sent|failed|ambiguous|released` for one send attempt, in the transaction that
     records that outcome on the message row."""
-    if outcome not in SEND_OUTCOMES:
-        raise ValueError(f"unknown send outcome {outcome!r}; one of {sorted(SEND_OUTCOMES)}")
-    payload: dict[str, Any] = {"attempt": attempt}
-    if wamid is not None:
-        payload["wamid"] = wamid
-    if error_code is not None or error_title is not None:
-        payload["error_code"] = error_code
-        payload["error_title"] = error_title
-    append(conn, organization_id, MESSAGE, message_id, f"message.{outcome}", payload)
+    record_send_outcomes(
+        conn, organization_id, [SendOutcome(message_id, outcome, attempt, wamid, error_code, error_title)]
+    )
+
+
+def record_send_outcomes(conn: Connection, organization_id: UUID, outcomes: Sequence[SendOutcome]) -> None:
+    """The outcomes of one organization's batch in one multi-row INSERT: a batch of sends costs one
+    statement of audit, not one per send."""
+    for o in outcomes:
+        if o.outcome not in SEND_OUTCOMES:
+            raise ValueError(f"unknown send outcome {o.outcome!r}; one of {sorted(SEND_OUTCOMES)}")
+    if not outcomes:
+        return
+    conn.execute(
+        sa.insert(event_store).values(
+            [
+                {
+                    "organization_id": organization_id,
+                    "aggregate_type": MESSAGE,
+                    "aggregate_id": str(o.message_id),
+                    "event_type": f"message.{o.outcome}",
+                    "payload": o.payload(),
+                }
+                for o in outcomes
+            ]
+        )
+    )
 
 
 # For the send path's one-round-trip `BatchedWork.send((..., SENT_EVENT))` after its `record_sent`

@@ -10,6 +10,7 @@ import io
 from typing import Any, Final
 from uuid import UUID
 
+from ingress.api import audit_trail
 from ingress.api.accept import refusals_as_api_errors
 from ingress.api.bulk_models import (
     BroadcastJob,
@@ -94,6 +95,8 @@ def create_bulk_job(call: Call) -> Reply:
             request = body.root
             idem = _idempotency(key, fingerprint("create_bulk_job", body))
             job = _plan(call, org, request, idem)
+    if not job.replayed:
+        _audit(call, "create", job, kind=job.kind, total=job.counts.total)
     return accepted(_view(call, job), _link(call, job.id), replayed=job.replayed)
 
 
@@ -253,6 +256,7 @@ def pause_bulk_job(call: Call) -> Reply:
     path: BulkJobPath = call.path
     with refusals_as_api_errors():
         job = bulk.pause(_ports(call), call.principal.organization_id, path.job_id)
+    _audit(call, "pause", job)
     return Reply(_view(call, job))
 
 
@@ -261,6 +265,7 @@ def resume_bulk_job(call: Call) -> Reply:
     body: ResumeRequest = call.body
     with refusals_as_api_errors():
         job = bulk.resume(_ports(call), call.principal.organization_id, path.job_id, body.scope)
+    _audit(call, "resume", job, scope=body.scope)
     return Reply(_view(call, job))
 
 
@@ -268,7 +273,15 @@ def cancel_bulk_job(call: Call) -> Reply:
     path: BulkJobPath = call.path
     with refusals_as_api_errors():
         job = bulk.cancel(_ports(call), call.principal.organization_id, path.job_id)
+    _audit(call, "cancel", job)
     return Reply(_view(call, job))
+
+
+def _audit(call: Call, action: str, job: JobSummary, **details: object) -> None:
+    audit_trail.record(
+        call, f"bulk_job.{action}", aggregate_type="bulk_job", aggregate_id=job.id,
+        organization_id=call.principal.organization_id, details={"status": job.status, **details},
+    )  # fmt: skip
 
 
 _PATH_ERRORS = (*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from uuid import UUID
 
+from ingress.api import audit_trail
 from ingress.api.deadletter_models import (
     BatchRequest,
     ChainLinkView,
@@ -150,9 +151,12 @@ def get_letter(call: Call) -> Reply:
 def retry_letter(call: Call) -> Reply:
     path: LetterPath = call.path
     with _refusals():
+        found = dl.get_dead_letter(call.resources.engine, _scope(call), path.dead_letter_id)
         result = dl.retry_dead_letter(
             call.resources.engine, call.resources.jobs, _scope(call), path.dead_letter_id
         )
+    _audit(call, "retry", result.letter_id, found.letter.organization_id,
+           status=result.status.value, message_id=result.message_id)  # fmt: skip
     return Reply(
         RetryView(id=result.letter_id, status=result.status.value, message_id=result.message_id), 202
     )
@@ -166,6 +170,10 @@ def start_redrive(call: Call) -> Reply:
             call.resources.engine, _scope(call), body.frozen(), max_per_second=body.max_per_second,
             idempotency_key=key,
         )  # fmt: skip
+    if not started.replayed:
+        task = started.redrive
+        _audit(call, "redrive", task.id, None, filter=task.filter.as_json(),
+               matched=task.matched, max_per_second=task.max_per_second)  # fmt: skip
     view = _redrive_view(call, started.redrive)
     return accepted(view, view.links.self, replayed=started.replayed)
 
@@ -181,23 +189,33 @@ def get_redrive(call: Call) -> Reply:
 def cancel_redrive(call: Call) -> Reply:
     path: RedrivePath = call.path
     with _refusals():
-        return Reply(
-            _redrive_view(call, dl.cancel_redrive(call.resources.engine, _scope(call), path.redrive_id))
-        )
+        task = dl.cancel_redrive(call.resources.engine, _scope(call), path.redrive_id)
+    _audit(call, "redrive_cancel", task.id, None, status=task.status.value)
+    return Reply(_redrive_view(call, task))
 
 
 def discard_letters(call: Call) -> Reply:
     body: BatchRequest = call.body
-    return Reply(
-        DiscardView(discarded=dl.discard_dead_letters(call.resources.engine, _scope(call), body.frozen()))
-    )
+    f = body.frozen()
+    discarded = dl.discard_dead_letters(call.resources.engine, _scope(call), f)
+    _audit(call, "discard_filtered", "filter", None, filter=f.as_json(), discarded=discarded)
+    return Reply(DiscardView(discarded=discarded))
 
 
 def discard_letter(call: Call) -> Reply:
     path: LetterPath = call.path
     with _refusals():
         letter = dl.discard_dead_letter(call.resources.engine, _scope(call), path.dead_letter_id)
+    _audit(call, "discard", letter.id, letter.organization_id)
     return Reply(DeadLetterView.model_validate(_letter_fields(call, letter)))
+
+
+def _audit(call: Call, action: str, aggregate: UUID | str, org: UUID | None, **details: object) -> None:
+    """Filed under the organization of the letter acted on; an action on a filter (a redrive, a
+    filtered discard) under the key's own, since the filter may name any organization id, even
+    one that does not exist."""
+    audit_trail.record(call, f"dead_letter.{action}", aggregate_type="dead_letter", aggregate_id=aggregate,
+                       organization_id=org, details=dict(details))  # fmt: skip
 
 
 # Order matters where paths overlap: /dead-letters/count before /dead-letters/{dead_letter_id}.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from redis import Redis
@@ -32,14 +32,12 @@ class ConsoleOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConsoleOptions:
-        options = cls(
+        return cls(
+            secret=settings.console_secret.get_secret_value(),
             session_seconds=settings.console_session_seconds,
             rabbitmq_url=settings.rabbitmq_url,
             secure_cookies=settings.console_secure_cookies,
         )
-        if settings.console_secret is None:
-            return options
-        return replace(options, secret=settings.console_secret.get_secret_value())
 
 
 class ConsoleState:
@@ -59,6 +57,7 @@ class ConsoleState:
         if self.registry is None:
             return classes
         for family in self.registry.collect():
+            # The family of `adsapp_ingress_requests_total` (ingress.metrics), named without `_total`.
             if family.name != "adsapp_ingress_requests":
                 continue
             for sample in family.samples:

@@ -25,10 +25,12 @@ from ingress.api.resources import ApiMetrics
 from ingress.metrics import Metrics
 from services.queue_stats import QueueDepth
 from tests.e2e.fleet import DEPLOY, Fleet, RunningPrometheus, running_fleet, running_prometheus, wait_value
+from tests.integration.bulk.test_bulk_api import broadcast
 from tests.support import whatsapp as wa
+from tests.support.bulk import BULK_SCOPES, bulk_tenant
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
 from tests.support.processes import ROOT, wait_for
-from tests.support.tenants import Tenant, make_tenant, recipient
+from tests.support.tenants import TEMPLATE, Tenant, make_tenant, recipient
 from workers.fleet_gauges import FleetGauges, Snapshot
 from workers.metrics import GroupPrometheus
 
@@ -251,3 +253,27 @@ def test_alerts_and_dashboard_name_only_exported_metrics(fleet: Fleet, traffic: 
     }
     assert missing == set()
     assert len(referenced_metrics()) > 15  # the parse found the expressions
+
+
+def test_the_scheduler_exports_the_bulk_and_dead_letter_gauges(
+    fleet: Fleet, prometheus: RunningPrometheus, engine: Engine, traffic: dict[str, float]
+) -> None:
+    names = exported_names(_exposition(fleet.metrics["scheduler"]))
+    assert {
+        "adsapp_bulk_items_pending", "adsapp_dead_letters_current", "adsapp_dead_letters_xq_depth",
+        "adsapp_dead_letters_oldest_age_seconds",
+    } <= names  # fmt: skip
+    expr = 'adsapp_bulk_items_pending{job="scheduler"}'
+    assert wait_for(lambda: prometheus.query(expr) != [], 60, interval=0.25)
+    before = prometheus.value(expr)
+    tenant = bulk_tenant(engine)
+    tenant.templates([TEMPLATE])
+    created = httpx.post(
+        f"{fleet.url}/api/v1/bulk-jobs",
+        json=broadcast([recipient() for _ in range(3)]),
+        headers={"authorization": f"Bearer {tenant.api_key(BULK_SCOPES)}"},
+        timeout=10,
+    )
+    assert created.status_code == 202, created.text
+    # No bulk worker runs in this fleet: the three items stay pending, as the scheduler counts them.
+    assert wait_value(prometheus, expr, before + 3) == before + 3

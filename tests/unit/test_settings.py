@@ -86,6 +86,7 @@ PRODUCTION_SECRETS = {
     "STRIPE_WEBHOOK_SECRET": "whsec_real",
     "TOKEN_ENCRYPTION_KEYS": "x2Yq0eJpHn0uH3fZbTqGqzS1H7m2oU9o6o0bY8c0cXk=",
     "DATABASE_SYSTEM_URL": "postgresql://adsapp_system:pw@db/fleet",
+    "CONSOLE_SECRET": "a-real-console-secret",
 }
 
 
@@ -110,6 +111,7 @@ def test_outside_development_a_missing_secret_refuses_to_start(
         ("WHATSAPP_VERIFY_TOKEN", "dev-verify-token"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_dev"),
         ("TOKEN_ENCRYPTION_KEYS", "yQNWUuBgTU141G-3UHollExNiPCiY5_wwlHzJ-ZVVo8="),
+        ("CONSOLE_SECRET", "dev-console-secret"),
     ],
 )
 def test_outside_development_a_development_secret_refuses_to_start(

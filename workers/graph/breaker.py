@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,14 +46,16 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 API_SCOPE = breaker_keys.API_SCOPE
-STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
 PAIR_RATE_CODE = 131056
 API_HEALTH_CODES = frozenset({1, 2, 131000, 131016})
 
-BREAKER_STATE = Gauge(
-    "adsapp_graph_breaker_state",
-    "Graph API circuit breaker state: 0 closed, 1 half-open, 2 open",
-    ["scope"],
+# A count by state, not a series per phone number (which would grow with the tenants): which
+# numbers are open is listed over the API and the console.
+BREAKERS_SEEN = Gauge(
+    "adsapp_graph_breakers_seen",
+    "Graph API circuit breakers this process has used, by state as it last saw it (closed, half-open, "
+    "open; the most any process of the group counts)",
+    ["state"],
     multiprocess_mode="livemax",
 )
 
@@ -80,6 +83,28 @@ class BreakerPolicy:
     reset_timeout: float = 30.0  # seconds open before one probe is let through
 
 
+class _StateCounts:
+    """The state each breaker of this process was last seen in, counted into `BREAKERS_SEEN`."""
+
+    STATES = (pybreaker.STATE_CLOSED, pybreaker.STATE_HALF_OPEN, pybreaker.STATE_OPEN)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: weakref.WeakKeyDictionary[pybreaker.CircuitBreaker, str] = weakref.WeakKeyDictionary()
+
+    def note(self, breaker: pybreaker.CircuitBreaker, state: str) -> None:
+        with self._lock:
+            self._states[breaker] = state
+            counts = {s: 0 for s in self.STATES}
+            for seen in self._states.values():
+                counts[seen] = counts.get(seen, 0) + 1
+        for name, count in counts.items():
+            BREAKERS_SEEN.labels(state=name).set(count)
+
+
+_STATE_COUNTS = _StateCounts()
+
+
 class _GaugeListener(pybreaker.CircuitBreakerListener):
     def state_change(
         self,
@@ -87,7 +112,7 @@ class _GaugeListener(pybreaker.CircuitBreakerListener):
         old_state: pybreaker.CircuitBreakerState | None,
         new_state: pybreaker.CircuitBreakerState,
     ) -> None:
-        BREAKER_STATE.labels(scope=cb.name).set(STATE_VALUES.get(new_state.name, 0))
+        _STATE_COUNTS.note(cb, new_state.name)
         if old_state is not None:
             log.info("graph breaker %s: %s -> %s", cb.name, old_state.name, new_state.name)
 
@@ -256,7 +281,7 @@ class BreakerRegistry:
             name=label,
             throw_new_error_on_trip=False,
         )
-        BREAKER_STATE.labels(scope=label).set(STATE_VALUES.get(breaker.current_state, 0))
+        _STATE_COUNTS.note(breaker, breaker.current_state)
         # pybreaker's own key layout (CircuitRedisStorage._namespace), read together by `_quiet`.
         quiet_keys = (
             breaker_keys.pybreaker_key(key_prefix, "state"),
@@ -331,4 +356,4 @@ def _replay(exc: BaseException | None) -> None:
         raise exc
 
 
-__all__ = ["API_SCOPE", "BREAKER_STATE", "Admission", "BreakerPolicy", "BreakerRegistry"]
+__all__ = ["API_SCOPE", "BREAKERS_SEEN", "Admission", "BreakerPolicy", "BreakerRegistry"]

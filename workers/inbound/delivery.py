@@ -59,8 +59,10 @@ def process_delivery(delivery: Delivery, received_at: float, deps: Deps) -> list
                 field=change.field,
             )
             continue
-        metrics.COMMIT_LATENCY.observe(max(0.0, time.time() - received_at))
+        committed_at = time.time()
+        metrics.COMMIT_LATENCY.observe(max(0.0, committed_at - received_at))
         _count(outcome, change)
+        _observe_status_lag(outcome, change, committed_at)
         outcomes.append(outcome)
     return outcomes
 
@@ -78,6 +80,14 @@ def _store(change: WebhookChange, route: Route, received_at: float, deps: Deps) 
 
 def _publisher(realtime: RedisRealtime, channel: str, outcome: Outcome) -> Callable[[], None]:
     return lambda: realtime.publish_many(channel, outcome.realtime)
+
+
+def _observe_status_lag(outcome: Outcome, change: WebhookChange, committed_at: float) -> None:
+    """Only statuses stored for the first time: a redelivery days later is Meta retrying, not lag."""
+    new = {(wamid, status) for _id, wamid, status, _message in outcome.statuses.events}
+    for s in change.statuses:
+        if (s.wamid, s.status) in new:
+            metrics.STATUS_LAG.observe(max(0.0, committed_at - s.timestamp))
 
 
 def _count(outcome: Outcome, change: WebhookChange) -> None:

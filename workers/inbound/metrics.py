@@ -69,6 +69,12 @@ COMMIT_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 
+STATUS_LAG = Histogram(
+    "adsapp_inbound_status_lag_seconds",
+    "From a status's time at Meta (its webhook timestamp, whole seconds) to its event committed here",
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, 4 * 3600, 24 * 3600),
+)
+
 
 def type_label(message_type: str) -> str:
     return message_type if message_type in KNOWN_TYPES else "other"

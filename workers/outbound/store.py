@@ -4,7 +4,8 @@ The claims of the sends asking at the same moment share one transaction (one UPD
 organization, each under its own tenant scope), and so do the wamids recorded at the same
 moment; the rare outcomes (failed, ambiguous, released, deferred) are a transaction each. Every
 transaction commits in exactly one place, at the end of its `with UnitOfWork` block, before its
-callers hear anything.
+callers hear anything. Each outcome (sent, failed, ambiguous, released) is appended to the audit
+trail in the transaction that records it, a batch's in one multi-row insert per organization.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from db.repos import audit
 from db.repos import outbound as repo
 from db.uow import UnitOfWork
 from domain.outbound import ClaimVerdict, decide_claim
@@ -99,6 +101,7 @@ class PostgresSendStore:
     def _decide_claims(self, conn: Connection, org: UUID, ids: list[UUID]) -> dict[UUID, Claim | Decided]:
         decision = self._billing.check(conn, org)
         answers: dict[UUID, Claim | Decided] = {}
+        outcomes: list[audit.SendOutcome] = []
         if not decision.allowed:
             title = decision.message or "refused by billing"
             for message_id in ids:
@@ -106,6 +109,7 @@ class PostgresSendStore:
                     conn, message_id, None, code=None, title=title, details=str(decision.code)
                 ):
                     answers[message_id] = Decided("refused")
+                    outcomes.append(audit.SendOutcome(message_id, "failed", None, error_title=title))
         claimed = (
             repo.claim_queued_many(conn, [i for i in ids if i not in answers]) if decision.allowed else {}
         )
@@ -116,10 +120,11 @@ class PostgresSendStore:
             if row is not None:
                 answers[message_id] = Claim(row.attempt, row.payload, row.created_at)
             else:
-                answers[message_id] = self._unclaimed(conn, message_id)
+                answers[message_id] = self._unclaimed(conn, message_id, outcomes)
+        audit.record_send_outcomes(conn, org, outcomes)
         return answers
 
-    def _unclaimed(self, conn: Connection, message_id: UUID) -> Decided:
+    def _unclaimed(self, conn: Connection, message_id: UUID, outcomes: list[audit.SendOutcome]) -> Decided:
         """The message was not `queued`: what this job means for it (see `domain.outbound`)."""
         row = repo.lock_for_claim(conn, message_id, self._lease)
         if row is None:
@@ -128,7 +133,8 @@ class PostgresSendStore:
         if verdict is ClaimVerdict.WAIT:
             return Decided("deferred", row.lease_left_seconds + 1.0, "in_flight")
         if verdict is ClaimVerdict.AMBIGUOUS:
-            repo.record_ambiguous(conn, message_id, row.attempts, "the previous attempt never finished")
+            if repo.record_ambiguous(conn, message_id, row.attempts, "the previous attempt never finished"):
+                outcomes.append(audit.SendOutcome(message_id, "ambiguous", row.attempts))
             return Decided("ambiguous")
         if verdict is ClaimVerdict.SEND:  # queued again since the claim looked: let a fresh job take it
             return Decided("deferred", 0.1, "in_flight")
@@ -158,6 +164,7 @@ class PostgresSendStore:
                 if org != uow.organization_id:
                     uow.switch_tenant(org)
                 mine = repo.record_sent_many(uow.conn, records)
+                audit.record_send_outcomes(uow.conn, org, _sent_outcomes(records, mine))
                 for record in records:
                     if (sent := mine.get(record.message_id)) is not None and sent.has_arrivals:
                         self._catch_up(uow.conn, record.wamid)
@@ -171,39 +178,67 @@ class PostgresSendStore:
         self, organization_id: UUID, message_id: UUID, attempt: int | None, *, code: int | None, title: str,
         details: str | None,
     ) -> bool:  # fmt: skip
+        outcome = audit.SendOutcome(message_id, "failed", attempt, error_code=code, error_title=title)
         return await self._write(
             organization_id,
             lambda c: repo.record_failed(c, message_id, attempt, code=code, title=title, details=details),
+            outcome,
         )
 
     async def record_ambiguous(
         self, organization_id: UUID, message_id: UUID, attempt: int, detail: str
     ) -> bool:
         return await self._write(
-            organization_id, lambda c: repo.record_ambiguous(c, message_id, attempt, detail)
+            organization_id,
+            lambda c: repo.record_ambiguous(c, message_id, attempt, detail),
+            audit.SendOutcome(message_id, "ambiguous", attempt),
         )
 
     async def release(
         self, organization_id: UUID, message_id: UUID, attempt: int, *, code: int | None, title: str,
         details: str | None,
     ) -> bool:  # fmt: skip
+        outcome = audit.SendOutcome(message_id, "released", attempt, error_code=code, error_title=title)
         return await self._write(
             organization_id,
             lambda c: repo.release_attempt(c, message_id, attempt, code=code, title=title, details=details),
+            outcome,
         )
 
     async def defer(self, organization_id: UUID, message_id: UUID, job: Job) -> None:
         await self._write(organization_id, lambda c: repo.touch_queued(c, [message_id]))
         await asyncio.to_thread(self._jobs.publish, job)
 
-    async def _write(self, organization_id: UUID, write: Callable[[Connection], T]) -> T:
+    async def _write(
+        self,
+        organization_id: UUID,
+        write: Callable[[Connection], T],
+        outcome: audit.SendOutcome | None = None,
+    ) -> T:
+        """`write` in a transaction of its own; `outcome` is audited with it when `write` settled
+        the attempt (a stale or duplicate job's write settles nothing and records nothing)."""
+
         def once() -> T:
             with UnitOfWork(self._engine, organization_id=organization_id) as uow:
                 result = write(uow.conn)
+                if outcome is not None and result:
+                    audit.record_send_outcomes(uow.conn, organization_id, [outcome])
                 uow.commit()
             return result
 
         return await asyncio.to_thread(_retrying, once)
+
+
+def _sent_outcomes(
+    records: Sequence[repo.SentRecord], mine: Mapping[UUID, object]
+) -> list[audit.SendOutcome]:
+    """`message.sent` for each message whose wamid was stored, once: when two attempts of one
+    message share a batch, the stored one is its newest (each claim raises the attempt number)."""
+    newest: dict[UUID, repo.SentRecord] = {}
+    for r in records:
+        if r.message_id in mine and (r.message_id not in newest or r.attempt > newest[r.message_id].attempt):
+            newest[r.message_id] = r
+    return [audit.SendOutcome(r.message_id, "sent", r.attempt, wamid=r.wamid) for r in newest.values()]
 
 
 def _by_org(keys: Sequence[ClaimKey]) -> dict[UUID, list[UUID]]:

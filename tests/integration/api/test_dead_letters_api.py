@@ -18,6 +18,7 @@ from services import deadletters as dl
 from services import redrive
 from services.publisher import BrokerJobPublisher
 from tests.integration.api.conftest import bearer
+from tests.support import audit
 from tests.support.deadletters import letter_row, seed_letters
 from tests.support.processes import queue_depth
 from tests.support.tenants import Tenant, make_tenant
@@ -170,3 +171,42 @@ def test_a_cancelled_redrive_is_not_run(
     mine = dl.list_redrives(engine, dl.Scope.tenant(a.organization_id))
     assert task["id"] in {str(r.id) for r in mine}
     assert all(r.organization_id == a.organization_id for r in mine)
+
+
+def test_api_actions_on_dead_letters_are_audited_under_the_letters_organization(
+    client: TestClient, world: tuple[str, Tenant, Tenant], engine: Engine
+) -> None:
+    queue, a, b = world
+    ops = _operator_key(a)
+    b_ids = [
+        x["id"]
+        for x in client.get("/api/v1/dead-letters", params={"queue": queue, "organization_id": str(b.organization_id)},
+                            headers=bearer(ops)).json()["data"]
+    ]  # fmt: skip
+    retried = client.post(f"/api/v1/dead-letters/{b_ids[0]}/retry", headers=bearer(ops)).json()["data"]
+    assert client.delete(f"/api/v1/dead-letters/{b_ids[1]}", headers=bearer(ops)).status_code == 200
+    tenant_key = a.api_key(SCOPES)
+    task = client.post(
+        "/api/v1/dead-letters/retry", json={"queue": queue}, headers=bearer(tenant_key)
+    ).json()["data"]
+    client.post(f"/api/v1/dead-letter-redrives/{task['id']}/cancel", headers=bearer(tenant_key))
+    discarded = client.post("/api/v1/dead-letters/discard", json={"queue": queue}, headers=bearer(tenant_key))
+    assert discarded.json()["data"]["discarded"] == 5
+    # A refused action records nothing.
+    assert client.post(f"/api/v1/dead-letters/{b_ids[0]}/retry", headers=bearer(ops)).status_code == 409
+
+    on_b = audit.actions(engine, b.organization_id, "dead_letter")
+    assert [(kind, aggregate) for kind, aggregate, _ in on_b] == [
+        ("dead_letter.retry", b_ids[0]), ("dead_letter.discard", b_ids[1]),
+    ]  # fmt: skip
+    actor = on_b[0][2]["actor"]
+    assert actor["via"] == "api" and actor["operator"] and actor["key_name"] == "ops"
+    assert actor["organization_id"] == str(a.organization_id)
+    assert on_b[0][2]["message_id"] == retried["message_id"]
+    on_a = audit.actions(engine, a.organization_id, "dead_letter")
+    assert [(kind, aggregate) for kind, aggregate, _ in on_a] == [
+        ("dead_letter.redrive", task["id"]), ("dead_letter.redrive_cancel", task["id"]),
+        ("dead_letter.discard_filtered", "filter"),
+    ]  # fmt: skip
+    assert on_a[0][2]["matched"] == 5 and on_a[2][2]["discarded"] == 5
+    assert all(not p["actor"]["operator"] and p["actor"]["via"] == "api" for _, _, p in on_a)

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from config import Settings
@@ -121,14 +122,30 @@ def test_a_failed_retry_publish_keeps_the_message(fleet: Fleet, settings: Settin
         )  # fmt: skip
 
 
+def _postgres_behind_a_proxy(settings: Settings) -> tuple[TcpProxy, Settings]:
+    """Settings whose every Postgres login (the application role's and the system scope's own
+    role's) goes through one proxy, so stopping it takes the whole database away from the worker."""
+    parts = urlsplit(settings.database_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+
+    def proxied(url: str) -> str:
+        given = urlsplit(url)
+        credentials = given.netloc.rpartition("@")[0]
+        return given._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}").geturl()
+
+    through_proxy = settings.model_copy(
+        update={
+            "database_url": proxied(settings.database_url),
+            "database_system_url": SecretStr(proxied(settings.system_sqlalchemy_url)),
+        }
+    )
+    return proxy, through_proxy
+
+
 def test_a_long_postgres_outage_does_not_burn_retries(settings: Settings, engine: Engine) -> None:
     """The worker's Postgres goes away for longer than its whole retry budget would last; every
     job waits it out and is done once it is back, with no dead letter."""
-    parts = urlsplit(settings.database_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
-    through_proxy = settings.model_copy(
-        update={"database_url": parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()}
-    )
+    proxy, through_proxy = _postgres_behind_a_proxy(settings)
     fleet = Fleet(settings, max_retries=2)
     done: set[str] = set()
     lock = threading.Lock()
@@ -176,11 +193,7 @@ def test_a_long_postgres_outage_does_not_burn_retries(settings: Settings, engine
 def test_an_outage_longer_than_the_hold_spends_the_budget_and_ends_in_xq(settings: Settings) -> None:
     """The hold is bounded: past it, the job spends its retries and dies (into .XQ, since the row
     cannot be written while the database is still away), instead of looping for ever."""
-    parts = urlsplit(settings.database_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
-    through_proxy = settings.model_copy(
-        update={"database_url": parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()}
-    )
+    proxy, through_proxy = _postgres_behind_a_proxy(settings)
     fleet = Fleet(settings, max_retries=2, outage_hold=0.5)
 
     def needs_db(key: str) -> None:

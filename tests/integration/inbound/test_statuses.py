@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
 from db.uow import UnitOfWork
@@ -236,3 +238,27 @@ def test_another_tenants_ambiguous_send_is_out_of_reach(
         engine, other.organization_id, "SELECT wamid, status FROM messages WHERE id = :i", i=message_id
     )
     assert (row["wamid"], row["status"]) == (None, "ambiguous")
+
+
+def _lag_histogram() -> tuple[float, float]:
+    count = REGISTRY.get_sample_value("adsapp_inbound_status_lag_seconds_count") or 0.0
+    total = REGISTRY.get_sample_value("adsapp_inbound_status_lag_seconds_sum") or 0.0
+    return count, total
+
+
+def test_status_lag_is_observed_from_metas_timestamp_once_per_new_event(
+    engine: Engine, tenant: Tenant, deliver: Callable
+) -> None:
+    w = wa.wamid()
+    _outbound(engine, tenant, w)
+    count, total = _lag_histogram()
+    at_meta = int(time.time()) - 90
+    before = time.time()
+    deliver(_statuses(tenant, wa.status(w, "delivered", ts=str(at_meta))))
+    after = time.time()
+    new_count, new_total = _lag_histogram()
+    assert new_count == count + 1
+    assert before - at_meta <= new_total - total <= after - at_meta
+    # Meta delivering the same status again is not lag: nothing more is observed.
+    deliver(_statuses(tenant, wa.status(w, "delivered", ts=str(at_meta))))
+    assert _lag_histogram() == (new_count, new_total)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.tables import message_status_events, messages
+from db.tables import event_store, message_status_events, messages
 from db.uow import UnitOfWork
 from tests.integration.outbound.conftest import RecordingPublisher, queue
 from tests.support.tenants import make_tenant
@@ -98,3 +99,68 @@ def test_statuses_parked_before_their_wamids_are_applied_in_a_batch_of_several_o
             .where(message_status_events.c.message_id.in_([c.message_id for c in commands]))
         ).scalars()  # fmt: skip
         assert set(applied) == early
+
+
+def _outcome_events(engine: Engine, org: uuid.UUID) -> list[tuple[str, str, dict[str, object]]]:
+    with UnitOfWork(engine, organization_id=org) as uow:
+        rows = uow.conn.execute(
+            sa.select(event_store.c.aggregate_id, event_store.c.event_type, event_store.c.payload)
+            .where(event_store.c.event_type.like("message.%"), event_store.c.event_type != "message.accepted")
+            .order_by(event_store.c.id)
+        ).all()
+    return [(r.aggregate_id, r.event_type, r.payload) for r in rows]
+
+
+def test_send_outcomes_are_audited_with_their_transaction_one_insert_per_batch(engine: Engine) -> None:
+    tenants = [make_tenant(engine) for _ in range(2)]
+    sent = [queue(t) for t in tenants for _ in range(3)]
+    failed, ambiguous, released = (queue(tenants[0]) for _ in range(3))
+    store = PostgresSendStore(engine, RecordingPublisher(), apply_pending_statuses)
+    inserts: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO EVENT_STORE"):
+            inserts.append(statement)
+
+    async def run() -> None:
+        everyone = [*sent, failed, ambiguous, released]
+        await asyncio.gather(*(store.claim(c.organization_id, c.message_id) for c in everyone))
+        sa.event.listen(engine, "before_cursor_execute", count)
+        try:
+            await asyncio.gather(
+                *(
+                    store.record_sent(c.organization_id, c.message_id, 1, f"wamid.{c.message_id}")
+                    for c in sent
+                )
+            )
+            batched = len(inserts)
+            # A late duplicate of an attempt already settled records nothing.
+            assert not await store.record_sent(sent[0].organization_id, sent[0].message_id, 1, "wamid.late")
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", count)
+        # The sends of two organizations, whatever the batching: at most one insert per organization.
+        assert 1 <= batched <= len(tenants) <= len(sent)
+        org = tenants[0].organization_id
+        assert await store.record_failed(
+            org, failed.message_id, 1, code=131026, title="Undeliverable", details=None
+        )
+        assert await store.record_ambiguous(org, ambiguous.message_id, 1, "timed out after sending")
+        assert await store.release(org, released.message_id, 1, code=None, title="refused", details=None)
+        assert not await store.record_ambiguous(org, failed.message_id, 1, "settled already")
+
+    asyncio.run(run())
+    for tenant in tenants:
+        mine = [c for c in sent if c.organization_id == tenant.organization_id]
+        expected = [
+            (str(c.message_id), "message.sent", {"attempt": 1, "wamid": f"wamid.{c.message_id}"})
+            for c in mine
+        ]
+        events = _outcome_events(engine, tenant.organization_id)
+        assert sorted(e for e in events if e[1] == "message.sent") == sorted(expected)
+    rare = [e for e in _outcome_events(engine, tenants[0].organization_id) if e[1] != "message.sent"]
+    assert rare == [
+        (str(failed.message_id), "message.failed",
+         {"attempt": 1, "error_code": 131026, "error_title": "Undeliverable"}),
+        (str(ambiguous.message_id), "message.ambiguous", {"attempt": 1}),
+        (str(released.message_id), "message.released", {"attempt": 1, "error_code": None, "error_title": "refused"}),
+    ]  # fmt: skip

@@ -13,7 +13,9 @@ from tests.support.processes import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
-SECRETS = ("WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "STRIPE_WEBHOOK_SECRET", "TOKEN_ENCRYPTION_KEYS")
+SECRETS = (
+    "WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "STRIPE_WEBHOOK_SECRET", "TOKEN_ENCRYPTION_KEYS", "CONSOLE_SECRET",
+)  # fmt: skip
 
 
 def _production_env(**overrides: str) -> dict[str, str]:
