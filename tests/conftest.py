@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from config import Settings, get_settings
 from config.settings import url_with_user
+from tests.support.urls import url_through
 from db import admin
 from db.engine import create_db_engine
 from tests.support.services import rabbitmq_vhost
@@ -32,6 +33,9 @@ BASE_ADMIN_URL = os.environ.get("DATABASE_ADMIN_URL") or url_with_user(
     keep_password=False,
 )
 BASE_RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+# host:port of a pooler in front of that Postgres (`make test-pgbouncer`): the runtime's logins go
+# through it, the owner's (migrations, CREATE DATABASE) straight to Postgres.
+POOLER = os.environ.get("ADSAPP_TEST_POOLER")
 
 
 def admin_url_for(name: str) -> str:
@@ -40,8 +44,10 @@ def admin_url_for(name: str) -> str:
 
 
 def database_url_for(name: str, role: str = APP_ROLE) -> str:
-    """The URL of database `name` as `role` (the application role unless told)."""
-    return url_with_user(admin_url_for(name), role, keep_password=False)
+    """The URL of database `name` as `role` (the application role unless told), through the
+    pooler when there is one."""
+    url = url_with_user(admin_url_for(name), role, keep_password=False)
+    return url_through(url, POOLER) if POOLER else url
 
 
 @pytest.fixture(scope="session")
