@@ -15,7 +15,7 @@ from config import Settings
 from db.tables import api_keys, messages, organizations, outbox
 from db.uow import UnitOfWork
 from ingress.api import ApiOptions
-from tests.integration.api.conftest import bearer, build_app
+from tests.support.api import bearer, build_app
 from tests.support.tenants import TEMPLATE, Tenant, make_tenant, recipient, template_send
 
 pytestmark = pytest.mark.integration

@@ -19,12 +19,12 @@ from starlette.testclient import TestClient
 
 from db.tables import bulk_job_chunks, bulk_jobs, contacts, conversations, messages, whatsapp_numbers
 from db.uow import UnitOfWork
+from devkit.jobs import RecordingPublisher
 from domain import jobs as names
 from domain.bulk import settle_chunk_job
 from domain.ports import Job
 from services import bulk_run
 from tests.support.bulk import BULK_SCOPES, bulk_tenant, run_bulk_jobs, set_messaging_limit
-from tests.support.jobs import RecordingPublisher
 from tests.support.tenants import TEMPLATE, Tenant, recipient
 from workers.inbound.realtime import RedisRealtime
 

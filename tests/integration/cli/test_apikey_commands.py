@@ -14,8 +14,8 @@ from config import Settings
 from db import tables as t
 from db.uow import UnitOfWork
 from ingress.api import ApiOptions
-from tests.integration.api.conftest import bearer, build_app
 from tests.integration.cli.test_setup_commands import adsapp
+from tests.support.api import bearer, build_app
 from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from db.tables import api_keys, contacts, event_store, messages
 from db.uow import UnitOfWork
 from ingress.console.session import COOKIE
 from services import breaker_keys
-from tests.integration.console.conftest import ConsoleSetup, hidden, sign_in
 from tests.support.bulk import set_messaging_limit
+from tests.support.console import ConsoleSetup, hidden, sign_in
 from tests.support.tenants import Tenant, make_tenant, recipient
 
 

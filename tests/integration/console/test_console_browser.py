@@ -9,7 +9,7 @@ from redis import Redis
 from sqlalchemy.engine import Engine
 
 from services import breaker_keys
-from tests.integration.console.conftest import ConsoleSetup, Served, browser_sign_in
+from tests.support.console import ConsoleSetup, Served, browser_sign_in
 from tests.support.tenants import Tenant, make_tenant
 
 

@@ -11,9 +11,9 @@ from starlette.testclient import TestClient
 
 from db.tables import bulk_jobs, event_store
 from db.uow import UnitOfWork
-from tests.integration.console.conftest import operator_key, sign_in
 from tests.integration.console.test_console_bulk_browser import COMPONENTS
 from tests.support.bulk import BULK_SCOPES, bulk_tenant
+from tests.support.console import operator_key, sign_in
 from tests.support.tenants import TEMPLATE, Tenant, make_tenant, recipient
 
 

@@ -12,8 +12,8 @@ from starlette.testclient import TestClient
 
 from db.tables import dead_letters, event_store
 from db.uow import UnitOfWork
-from tests.integration.console.conftest import ConsoleSetup, hidden, operator_key, sign_in
 from tests.integration.console.test_console_deadletters_browser import _letter
+from tests.support.console import ConsoleSetup, hidden, operator_key, sign_in
 from tests.support.tenants import Tenant, make_tenant
 
 

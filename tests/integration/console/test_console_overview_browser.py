@@ -8,9 +8,9 @@ from playwright.sync_api import Page, expect
 from redis import Redis
 from sqlalchemy.engine import Engine
 
-from tests.integration.console.conftest import ConsoleSetup, Served, browser_sign_in, operator_key, screenshot
 from tests.integration.console.test_console_browser import _open_breaker
 from tests.integration.console.test_console_deadletters_browser import _letter
+from tests.support.console import ConsoleSetup, Served, browser_sign_in, operator_key, screenshot
 from tests.support.tenants import Tenant, make_tenant
 
 

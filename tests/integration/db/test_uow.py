@@ -11,8 +11,8 @@ from db import tables as t
 from db.engine import create_db_engine
 from db.repos.organizations import create_organization
 from db.uow import UnitOfWork, UnitOfWorkError
+from devkit.jobs import RecordingPublisher
 from domain.ports import Job
-from tests.support.jobs import RecordingPublisher
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from db.uow import UnitOfWork
+from devkit import whatsapp as wa
 from domain.status import MessageStatus, advances
-from tests.integration.inbound.conftest import Tenant, make_tenant, rows
-from tests.support import whatsapp as wa
+from tests.support.rows import rows
+from tests.support.tenants import Tenant, make_tenant
 from workers.inbound.statuses import apply_pending_statuses
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,8 @@ from sqlalchemy.engine import Engine
 
 from db.tables import messages
 from db.uow import UnitOfWork
-from tests.integration.outbound.conftest import RecordingPublisher, queue
+from devkit.jobs import RecordingPublisher
+from tests.support.outbound import queue
 from tests.support.tenants import make_tenant
 from workers.inbound.statuses import apply_pending_statuses
 from workers.outbound.ports import Claim

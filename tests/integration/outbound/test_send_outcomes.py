@@ -13,8 +13,9 @@ from redis import Redis
 from db.repos import outbound as repo
 from db.tables import messages
 from db.uow import UnitOfWork
-from tests.integration.outbound.conftest import RecordingPublisher, queue
+from devkit.jobs import RecordingPublisher
 from tests.support.fake_graph import RunningFakeGraph
+from tests.support.outbound import queue
 from tests.support.tenants import Tenant
 from workers.graph import Pacer
 from workers.outbound.handler import SendDeps, SendOutcome, send_message

@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from db.repos.templates import named
 from db.tables import messages, outbox
 from db.uow import UnitOfWork
-from tests.integration.outbound.conftest import RecordingPublisher, command_of, queue
+from devkit.jobs import RecordingPublisher
 from tests.support.fake_graph import RunningFakeGraph
+from tests.support.outbound import command_of, queue
 from tests.support.tenants import TEMPLATE, Tenant
 from workers.graph import GraphClient
 from workers.outbound import sweeps
