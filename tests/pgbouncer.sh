@@ -51,5 +51,6 @@ done
 pg_isready -q -h 127.0.0.1 -p "$port" || { cat "$dir/pgbouncer.log" >&2; exit 1; }
 echo "test-pgbouncer: PgBouncer $(pgbouncer --version | head -n1 | cut -d' ' -f2) on 127.0.0.1:$port (transaction mode)"
 
-ADSAPP_TEST_POOLER="127.0.0.1:$port" DATABASE_PREPARE_THRESHOLD=none \
-  .venv/bin/pytest -q tests/integration tests/e2e "$@"
+# Arguments name other tests (`bash tests/pgbouncer.sh tests/integration/db`).
+[ $# -gt 0 ] || set -- tests/integration tests/e2e
+ADSAPP_TEST_POOLER="127.0.0.1:$port" DATABASE_PREPARE_THRESHOLD=none .venv/bin/pytest -q "$@"
