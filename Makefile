@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Development mode: the published development secrets and token key are accepted (never elsewhere).
 export APP_ENV ?= development
 
-.PHONY: run test faults soak install migrate lint typecheck unit integration bench clean
+.PHONY: run test test-pgbouncer faults soak install migrate lint typecheck unit integration bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ typecheck: install
 ## test: lint, type-check and the whole suite against the real Postgres, RabbitMQ and Redis
 test: lint typecheck
 	$(BIN)/pytest -q
+
+## test-pgbouncer: the integration and e2e suites through PgBouncer in transaction mode, prepares off
+test-pgbouncer: install
+	bash tests/pgbouncer.sh
 
 ## faults: the fault-injection suite (private Postgres, RabbitMQ, Redis; about 10 minutes)
 faults: install

@@ -188,10 +188,10 @@ def main() -> None:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
+    from devkit.jobs import RecordingPublisher
+    from devkit.processes import Process, start_worker
+    from devkit.services import rabbitmq_vhost
     from services.publisher import BrokerJobPublisher
-    from tests.support.jobs import RecordingPublisher
-    from tests.support.processes import Process, start_worker
-    from tests.support.services import rabbitmq_vhost
 
     with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:
         fake, fake_url = start_fake_graph()

@@ -28,7 +28,7 @@ BATCH = 1000
 
 
 def _seed(engine: Any, queue: str, organization_id: uuid.UUID, count: int) -> None:
-    from tests.support.deadletters import letter_row, seed_letters
+    from devkit.deadletters import letter_row, seed_letters
 
     for start in range(0, count, BATCH):
         seed_letters(
@@ -92,9 +92,9 @@ def main() -> None:
     from db.engine import create_db_engine
     from db.repos.organizations import create_organization
     from db.uow import UnitOfWork
+    from devkit.processes import queue_depth
+    from devkit.services import rabbitmq_vhost
     from services.publisher import BrokerJobPublisher
-    from tests.support.processes import queue_depth
-    from tests.support.services import rabbitmq_vhost
     from workers.consumer import QueuedAckRabbitmqBroker
 
     with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:

@@ -6,7 +6,7 @@ import sys
 
 import httpx
 
-from tests.support.processes import Process, free_port
+from devkit.processes import Process, free_port
 
 
 def start_fake_graph() -> tuple[Process, str]:

@@ -39,7 +39,7 @@ SECRET = "bench-app-secret"
 
 
 def _deliveries(phone_numbers: list[str], count: int, tag: str) -> tuple[list[bytes], int]:
-    from tests.support import whatsapp as wa
+    from devkit import whatsapp as wa
 
     bodies, messages = [], 0
     for i in range(count):
@@ -56,7 +56,7 @@ def _deliveries(phone_numbers: list[str], count: int, tag: str) -> tuple[list[by
 
 
 def _request(host: str, port: int, body: bytes) -> bytes:
-    from tests.support import whatsapp as wa
+    from devkit import whatsapp as wa
 
     return (
         f"POST /webhooks/whatsapp HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
@@ -131,7 +131,7 @@ def _baseline(
     import dramatiq
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-    from tests.support.processes import Process, queue_depth, start_worker, wait_for
+    from devkit.processes import Process, queue_depth, start_worker, wait_for
 
     broker = RabbitmqBroker(url=os.environ["RABBITMQ_URL"], confirm_delivery=True)
     broker.declare_queue(queue)
@@ -220,8 +220,8 @@ def main() -> None:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
-    from tests.support.processes import start_ingress, start_worker
-    from tests.support.services import rabbitmq_vhost
+    from devkit.processes import start_ingress, start_worker
+    from devkit.services import rabbitmq_vhost
 
     db_url = bench_database_url()
     with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:

@@ -34,8 +34,8 @@ def main() -> None:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
-    from tests.support import whatsapp as wa
-    from tests.support.jobs import RecordingPublisher
+    from devkit import whatsapp as wa
+    from devkit.jobs import RecordingPublisher
     from workers.inbound.decode import decode_delivery
     from workers.inbound.delivery import Deps, process_delivery
     from workers.inbound.routes import RouteCache

@@ -43,9 +43,9 @@ from bench.reference import PLAIN_WEBHOOK_PER_S, scaled_target  # noqa: E402
 from config.settings import get_settings  # noqa: E402
 
 os.environ.setdefault("APP_ENV", "development")
+from devkit.processes import queue_depth  # noqa: E402
+from devkit.services import rabbitmq_vhost  # noqa: E402
 from domain import jobs  # noqa: E402
-from tests.support.processes import queue_depth  # noqa: E402
-from tests.support.services import rabbitmq_vhost  # noqa: E402
 
 SECRET = "bench-app-secret"
 BODY_COUNT = 256

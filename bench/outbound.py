@@ -334,8 +334,8 @@ def main() -> None:
 
     from config import get_settings
     from db import admin
-    from tests.support.processes import Process, start_worker
-    from tests.support.services import rabbitmq_vhost
+    from devkit.processes import Process, start_worker
+    from devkit.services import rabbitmq_vhost
 
     db_url = bench_database_url()
     with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:

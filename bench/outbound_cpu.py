@@ -48,8 +48,8 @@ def main() -> None:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
+    from devkit.jobs import RecordingPublisher
     from services.number_routes import NumberRouteCache
-    from tests.support.jobs import RecordingPublisher
     from workers.graph import GraphClient
     from workers.graph.async_client import AsyncGraphSender
     from workers.inbound.statuses import apply_pending_statuses

@@ -139,10 +139,10 @@ def main() -> None:
     from config import Settings, get_settings
     from db import admin
     from db.engine import create_db_engine
-    from tests.faults.load import Load, Target
-    from tests.support.processes import free_port, wait_for
-    from tests.support.services import rabbitmq_vhost
-    from tests.support.tenants import make_tenant
+    from devkit.load import Load, Target
+    from devkit.processes import free_port, wait_for
+    from devkit.services import rabbitmq_vhost
+    from devkit.tenants import make_tenant
     from workers.cli.procfile import ChildProcess, Fleet, ProcfileLine, read_procfile
 
     db_url = bench_database_url()
@@ -258,7 +258,7 @@ def main() -> None:
 
 
 def load_intervals() -> dict[str, float]:
-    from tests.faults.load import Load
+    from devkit.load import Load
 
     defaults = Load.__init__.__kwdefaults__ or {}
     return {"webhook": defaults["webhook_interval"], "send": defaults["send_interval"],

@@ -158,7 +158,7 @@ def main() -> None:
     from config import get_settings
     from db import admin
     from db.engine import create_db_engine
-    from tests.support.services import rabbitmq_vhost
+    from devkit.services import rabbitmq_vhost
 
     report: dict[str, Any] = {"baseline_ref": args.baseline, "rounds": args.rounds, "cores": os.cpu_count()}
     with (

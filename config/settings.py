@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     database_admin_url: str | None = None
     database_system_url: SecretStr | None = None
     database_pool_size: int = Field(default=8, ge=1)
+    # How many runs of one statement on a connection before the driver prepares it server-side;
+    # empty or "none" never prepares (what a pooler in transaction mode in front of Postgres needs).
+    database_prepare_threshold: int | None = Field(default=5, ge=0)
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     redis_url: str = "redis://127.0.0.1:6379/0"
 
@@ -168,6 +171,13 @@ class Settings(BaseSettings):
     @classmethod
     def _app_env(cls, value: str) -> str:
         return value.strip().lower()
+
+    @field_validator("database_prepare_threshold", mode="before")
+    @classmethod
+    def _database_prepare_threshold(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        return value
 
     @field_validator("database_url")
     @classmethod

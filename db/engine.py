@@ -23,7 +23,7 @@ from config import Settings
 from config.errors import ConfigurationError, DependencyUnavailable
 
 _SYSTEM_POOL_SIZE = 2
-_system_urls: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+_system_urls: weakref.WeakKeyDictionary[Engine, tuple[str, int | None]] = weakref.WeakKeyDictionary()
 _system_engines: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
 _system_lock = threading.Lock()
@@ -31,14 +31,21 @@ _system_lock = threading.Lock()
 _PRIVILEGED = "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = session_user"
 
 
-def _engine(url: str, pool_size: int, pre_ping: bool) -> Engine:
+def _engine(url: str, pool_size: int, pre_ping: bool, prepare_threshold: int | None) -> Engine:
     return sa.create_engine(
         url,
         pool_size=pool_size,
         max_overflow=4,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5, "application_name": "adsapp"},
+        # psycopg prepares a statement server-side (its own cache, per connection) once it has run
+        # `prepare_threshold` times on that connection; None never does, for a transaction-mode
+        # pooler, where the next transaction may run on a server session that never saw it.
+        connect_args={
+            "connect_timeout": 5,
+            "application_name": "adsapp",
+            "prepare_threshold": prepare_threshold,
+        },
     )
 
 
@@ -67,10 +74,10 @@ def create_db_engine(
     retried on a fresh one, instead of every unit of work paying a round trip to check."""
     size = pool_size or settings.database_pool_size
     if not as_app_role:
-        return _engine(settings.admin_sqlalchemy_url, size, pre_ping)
-    engine = _engine(settings.sqlalchemy_url, size, pre_ping)
+        return _engine(settings.admin_sqlalchemy_url, size, pre_ping, settings.database_prepare_threshold)
+    engine = _engine(settings.sqlalchemy_url, size, pre_ping, settings.database_prepare_threshold)
     _refuse_privileged_logins(engine, "DATABASE_URL")
-    _system_urls[engine] = settings.system_sqlalchemy_url
+    _system_urls[engine] = (settings.system_sqlalchemy_url, settings.database_prepare_threshold)
 
     @sa.event.listens_for(engine, "engine_disposed")
     def _dispose_system(disposed: Engine) -> None:
@@ -87,13 +94,13 @@ def system_engine(engine: Engine) -> Engine:
     companion = _system_engines.get(engine)
     if companion is not None:
         return companion
-    url = _system_urls.get(engine)
-    if url is None:
+    system = _system_urls.get(engine)
+    if system is None:
         return engine
     with _system_lock:
         companion = _system_engines.get(engine)
         if companion is None:
-            companion = _engine(url, _SYSTEM_POOL_SIZE, pre_ping=True)
+            companion = _engine(system[0], _SYSTEM_POOL_SIZE, True, system[1])
             _refuse_privileged_logins(companion, "DATABASE_SYSTEM_URL")
             _system_engines[engine] = companion
         return companion

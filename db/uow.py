@@ -18,9 +18,8 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from db import outbox, prepared
+from db import outbox
 from db.engine import system_engine
-from db.prepared import Prepared
 from db.rls import ORG_SETTING, SYSTEM_SETTING
 from db.tracing import commit_span
 from domain.ports import Job, JobPublisher
@@ -32,23 +31,7 @@ class UnitOfWorkError(RuntimeError):
     pass
 
 
-class _GivesBack:
-    """Leaving the `with` block gives the connection back (see `give_back`), committed or not."""
-
-    _conn: Connection | None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            give_back(conn)
-
-
-class UnitOfWork(_GivesBack):
+class UnitOfWork:
     """`with UnitOfWork(engine, organization_id=org) as uow: ...; uow.commit()`.
 
     Pass `organization_id` for tenant work (row-level security scopes every statement to it), or
@@ -59,6 +42,10 @@ class UnitOfWork(_GivesBack):
     JSON: it costs a generic plan of such a statement above the planning it would save, so left to
     itself it plans it again on every execution. Their SQL is written to have good generic plans
     (`= ANY(array)` lookups).
+
+    BEGIN and the scope (`set_config(..., true)`, transaction-local, so a transaction-mode pooler
+    keeps it) go out in one round trip with the first statements, through psycopg's pipeline;
+    psycopg's own cache prepares the statements a connection runs often (DATABASE_PREPARE_THRESHOLD).
     """
 
     def __init__(
@@ -78,28 +65,82 @@ class UnitOfWork(_GivesBack):
         self._publisher = publisher
         self._generic_plans = generic_plans
         self._conn: Connection | None = None
+        self._begun = False
         self._committed = False
         self._jobs: list[tuple[int, Job]] = []
         self._after_commit: list[Callable[[], None]] = []
 
     @property
     def conn(self) -> Connection:
+        """The transaction's connection, for SQLAlchemy or driver statements; BEGIN and the scope
+        travel with whatever runs first (`pipeline`), or go out on first use of this."""
+        conn = self._open()
+        if not self._begun:
+            self._run_pipelined(conn, ())
+        return conn
+
+    def _open(self) -> Connection:
         if self._conn is None:
             raise UnitOfWorkError("the unit of work is not open")
         return self._conn
 
     def __enter__(self) -> Self:
         # Only the maintenance role's sessions can open the system scope (see db/engine.py).
-        conn = (system_engine(self._engine) if self.system else self._engine).connect()
-        try:
-            begin_scoped(conn, self.organization_id, self.system, self._generic_plans)
-        except BaseException:
-            # __exit__ does not run when __enter__ fails: give the connection back here.
-            conn.invalidate()
-            conn.close()
-            raise
-        self._conn = conn
+        self._conn = (system_engine(self._engine) if self.system else self._engine).connect()
         return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            give_back(conn)
+
+    def pipeline(
+        self, statements: Sequence[tuple[str, Mapping[str, Any]]], *, commit: bool = False
+    ) -> list[list[Any]]:
+        """Run driver statements (fixed text, `%(name)s` parameters) in this transaction in one
+        round trip over the extended protocol: behind BEGIN and the scope when nothing was sent
+        yet, and ahead of COMMIT when `commit` (the unit of work is then committed, as by
+        `commit()`). Each statement's rows (named tuples: `row.column`), in order; an error
+        leaves nothing of the transaction committed."""
+        conn = self._open()
+        if self._committed:
+            raise UnitOfWorkError("a unit of work commits once")
+        rows = self._run_pipelined(conn, statements, commit=commit)
+        if commit:
+            conn.commit()  # SQLAlchemy's bookkeeping: the server is out of the transaction already
+            self._committed = True
+            self._after_committed()
+        return rows
+
+    def _run_pipelined(
+        self, conn: Connection, statements: Sequence[tuple[str, Mapping[str, Any]]], *, commit: bool = False
+    ) -> list[list[Any]]:
+        dbapi: Any = conn.connection.dbapi_connection
+        begin = not self._begun
+        if begin:
+            conn.begin()  # the driver sends BEGIN itself, queued ahead of the first statement
+        cursors: list[psycopg.Cursor[Any]] = []
+        try:
+            with dbapi.pipeline():
+                if begin:
+                    dbapi.execute(
+                        _SCOPE, _scope_params(self.organization_id, self.system, self._generic_plans)
+                    )
+                for sql, params in statements:
+                    cursor = dbapi.cursor(row_factory=namedtuple_row)
+                    cursor.execute(sql, params)
+                    cursors.append(cursor)
+                if commit:
+                    dbapi.execute("COMMIT")
+        except psycopg.Error as exc:
+            raise translate_error(conn, exc) from exc
+        self._begun = True
+        return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
 
     def enqueue(self, job: Job) -> None:
         """Publish `job` once this unit of work commits (and never if it does not)."""
@@ -132,9 +173,13 @@ class UnitOfWork(_GivesBack):
     def commit(self) -> None:
         if self._committed:
             raise UnitOfWorkError("a unit of work commits once")
+        conn = self.conn
         with commit_span():
-            self.conn.commit()
+            conn.commit()
         self._committed = True
+        self._after_committed()
+
+    def _after_committed(self) -> None:
         self._publish_jobs()
         for callback in self._after_commit:
             try:
@@ -162,158 +207,33 @@ class UnitOfWork(_GivesBack):
                     cleanup.commit()
 
 
-# BEGIN and the scope as one plain query, the scope a prepared statement; the parameter names stay
-# clear of those of statements sent in the same query (`BatchedWork`).
-_SCOPE = Prepared.of(
-    "scope",
-    f"SELECT set_config('{ORG_SETTING}', %(_scope_org)s, true) AS org, "
-    f"set_config('{SYSTEM_SETTING}', %(_scope_system)s, true) AS system, "
-    "set_config('plan_cache_mode', %(_scope_plans)s, true) AS plans",
-    _scope_org="text",
-    _scope_system="text",
-    _scope_plans="text",
+_SCOPE = (
+    f"SELECT set_config('{ORG_SETTING}', %(org)s, true), set_config('{SYSTEM_SETTING}', %(system)s, true), "
+    "set_config('plan_cache_mode', %(plans)s, true)"
 )
-_BEGIN_SCOPED = f"BEGIN; {_SCOPE.execute_text}"
 
 
-def _scope_params(organization_id: UUID | None, system: bool, generic_plans: bool = False) -> dict[str, str]:
+def _scope_params(organization_id: UUID | None, system: bool, generic_plans: bool) -> dict[str, str]:
     return {
-        "_scope_org": str(organization_id) if organization_id else "",
-        "_scope_system": "on" if system else "",
-        "_scope_plans": "force_generic_plan" if generic_plans else "auto",
+        "org": str(organization_id) if organization_id else "",
+        "system": "on" if system else "",
+        "plans": "force_generic_plan" if generic_plans else "auto",
     }
 
 
-def begin_scoped(
-    conn: Connection, organization_id: UUID | None, system: bool, generic_plans: bool = False
-) -> None:
-    """Open a transaction with the tenant (or system) scope SET LOCAL, in one round trip.
-
-    BEGIN travels with the scope as one plain query (the driver in autocommit mode, so it adds no
-    BEGIN of its own): every unit of work pays this, round trips are what a busy 2-core box runs
-    short of, and one plain query costs less CPU than the driver's pipeline for two statements.
-    SQLAlchemy's commit and rollback still end the transaction (the driver sends them whenever the
-    server is in one); `give_back` restores the driver's mode before the pool sees the connection.
-    """
-    dbapi: Any = conn.connection.dbapi_connection
-    dbapi.autocommit = True
-    try:
-        cursor = psycopg.ClientCursor(dbapi)
-        params = _scope_params(organization_id, system, generic_plans)
-        prepared.execute(conn, cursor, _BEGIN_SCOPED, params, [_SCOPE], opens_transaction=True)
-    except psycopg.Error as exc:
-        raise translate_error(conn, exc) from exc
-    conn.begin()
-
-
 def give_back(conn: Connection) -> None:
-    """End whatever transaction is left (rolled back), restore the driver's transaction mode and
-    return the connection to the pool; one that cannot be restored is discarded instead."""
+    """End whatever transaction is left (rolled back) and return the connection to the pool; one
+    that cannot be rolled back is discarded instead."""
     try:
-        if not conn.invalidated:
-            if conn.in_transaction():
-                conn.rollback()
-            dbapi: Any = conn.connection.dbapi_connection
-            dbapi.rollback()  # nothing to do unless a transaction is still open
-            dbapi.autocommit = False
+        if not conn.invalidated and conn.in_transaction():
+            conn.rollback()
     except BaseException:
-        # A connection left in autocommit (or mid-transaction) must never reach the next unit of
-        # work through the pool: its SET LOCAL scope and atomicity would be gone.
+        # A connection left mid-transaction must never reach the next unit of work through the
+        # pool: its SET LOCAL scope and atomicity would be gone.
         conn.invalidate()
         raise
     finally:
         conn.close()
-
-
-class BatchedWork(_GivesBack):
-    """A tenant transaction for the hottest paths, in as few and as cheap round trips as its logic
-    allows.
-
-    `send(sql, params)` sends `sql` (one statement or several) as one plain query with its
-    parameters bound client-side; the first call also carries BEGIN and the tenant scope, and
-    `send(..., commit=True)` the COMMIT, so a transaction known up front is one round trip and one
-    message. (Per-statement protocol messages and psycopg's pipeline machinery cost more CPU, on
-    both sides, than the statements themselves at a thousand transactions a second.) `conn` is the
-    same connection for code written against SQLAlchemy, and `commit()` commits whatever was done
-    through either. It rolls back unless committed; database errors leave as SQLAlchemy's.
-    """
-
-    def __init__(self, engine: Engine, organization_id: UUID) -> None:
-        self._engine = engine
-        self._scope = _scope_params(organization_id, system=False)
-        self._conn: Connection | None = None
-        self._dbapi: Any = None
-        self._begun = False
-        self._committed = False
-
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            raise UnitOfWorkError("the unit of work is not open")
-        if not self._begun:
-            self.send("SELECT 1", {})
-        return self._conn
-
-    def __enter__(self) -> Self:
-        self._conn = self._engine.connect()
-        self._dbapi = self._conn.connection.dbapi_connection
-        # Transaction control is ours: BEGIN travels with the first statements instead of being a
-        # round trip of its own.
-        self._dbapi.autocommit = True
-        return self
-
-    def send(
-        self, sql: str | Sequence[Prepared], params: Mapping[str, Any], *, commit: bool = False
-    ) -> psycopg.Cursor[Any]:
-        """Run `sql` in this transaction (and COMMIT when `commit`), in one round trip; the cursor
-        is at the result of the first statement of `sql` (`nextset()` for the following ones),
-        with rows readable by column name. Prepared statements are executed by name (prepared
-        first if this connection has not met them yet), so Postgres neither parses nor plans
-        them again."""
-        if self._conn is None:
-            raise UnitOfWorkError("the unit of work is not open")
-        if self._committed:
-            raise UnitOfWorkError("a unit of work commits once")
-        skip = 0 if self._begun else 2
-        statements = sql if isinstance(sql, str) else "; ".join(s.execute_text for s in sql)
-        text = statements if self._begun else f"{_BEGIN_SCOPED}; {statements}"
-        if commit:
-            text += "; COMMIT"
-        cursor = psycopg.ClientCursor(self._dbapi, row_factory=namedtuple_row)
-        try:
-            prepared.execute(
-                self._conn,
-                cursor,
-                text,
-                {**params, **self._scope} if not self._begun else params,
-                [_SCOPE] if isinstance(sql, str) else [_SCOPE, *sql],
-                opens_transaction=not self._begun,
-            )
-        except psycopg.Error as exc:
-            raise self._translate(exc) from exc
-        self._begun = True
-        self._committed = commit
-        for _ in range(skip):
-            cursor.nextset()
-        return cursor
-
-    def commit(self) -> None:
-        if self._committed:
-            raise UnitOfWorkError("a unit of work commits once")
-        assert self._conn is not None
-        try:
-            with commit_span():
-                if self._conn.in_transaction():  # something went through SQLAlchemy: let it know
-                    self._conn.commit()
-                else:
-                    self._dbapi.commit()
-        except psycopg.Error as exc:
-            raise self._translate(exc) from exc
-        self._committed = True
-
-    def _translate(self, exc: psycopg.Error) -> sa_exc.StatementError:
-        assert self._conn is not None
-        return translate_error(self._conn, exc)
 
 
 def translate_error(conn: Connection, exc: psycopg.Error) -> sa_exc.StatementError:

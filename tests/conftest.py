@@ -16,32 +16,12 @@ from redis import Redis
 from sqlalchemy.engine import Engine
 
 from config import Settings, get_settings
-from config.settings import url_with_user
 from db import admin
 from db.engine import create_db_engine
-from tests.support.services import rabbitmq_vhost
+from devkit.services import rabbitmq_vhost
+from tests.support.urls import BASE_RABBITMQ_URL, SYSTEM_ROLE, admin_url_for, database_url_for
 
 os.environ["APP_ENV"] = "development"
-
-APP_ROLE = "adsapp_app"
-SYSTEM_ROLE = "adsapp_system"
-# The owner's login: DATABASE_ADMIN_URL, else DATABASE_URL as the `postgres` superuser.
-BASE_ADMIN_URL = os.environ.get("DATABASE_ADMIN_URL") or url_with_user(
-    os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/adsapp"),
-    "postgres",
-    keep_password=False,
-)
-BASE_RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-
-
-def admin_url_for(name: str) -> str:
-    base, _, _ = BASE_ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
-
-
-def database_url_for(name: str, role: str = APP_ROLE) -> str:
-    """The URL of database `name` as `role` (the application role unless told)."""
-    return url_with_user(admin_url_for(name), role, keep_password=False)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,10 @@ class _QueuedAcks:
 
     def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
         # `_impl` is the channel of pika's asynchronous core, which the blocking channel wraps;
-        # its basic_ack only queues the frame on the connection's output.
+        # its basic_ack only queues the frame on the connection's output. Pika has no public way
+        # to do that: `BlockingChannel.basic_ack` always flushes (runs the I/O loop until the frame
+        # is written), and the public asynchronous channel exists only on a `SelectConnection`,
+        # which would replace Dramatiq's whole consumer. Pinned by the test of this consumer.
         self._channel._impl.basic_ack(delivery_tag=delivery_tag, multiple=multiple)
 
     def __getattr__(self, name: str) -> Any:

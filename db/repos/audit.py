@@ -16,7 +16,6 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from db.prepared import Prepared
 from db.tables import event_store
 
 MESSAGE: Final = "message"
@@ -109,16 +108,12 @@ def record_send_outcomes(conn: Connection, organization_id: UUID, outcomes: Sequ
     )
 
 
-# For the send path's one-round-trip `BatchedWork.send((..., SENT_EVENT))` after its `record_sent`
-# statement (same `id`, `attempt`, `wamid` parameters): appends `message.sent` only when that
+# For the send path's one-round-trip `UnitOfWork.pipeline([..., (SENT_EVENT, params)])` after its
+# `record_sent` statement (same `id`, `attempt`, `wamid` parameters): appends `message.sent` only when that
 # attempt really stored the wamid, so a late duplicate job records nothing.
-SENT_EVENT: Final = Prepared.of(
-    "audit_message_sent",
+SENT_EVENT: Final = (
     "INSERT INTO event_store (organization_id, aggregate_type, aggregate_id, event_type, payload) "
     "SELECT m.organization_id, 'message', m.id::text, 'message.sent', "
     "jsonb_build_object('attempt', %(attempt)s::int, 'wamid', %(wamid)s::text) "
-    "FROM messages m WHERE m.id = %(id)s AND m.wamid = %(wamid)s AND m.attempts = %(attempt)s",
-    id="uuid",
-    attempt="int",
-    wamid="text",
+    "FROM messages m WHERE m.id = %(id)s::uuid AND m.wamid = %(wamid)s AND m.attempts = %(attempt)s::int"
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.processes import ROOT, Process, consumers, free_port, wait_for
+from devkit.processes import ROOT, Process, consumers, free_port, wait_for
 
 DEPLOY = ROOT / "deploy" / "prometheus"
 # The worker groups the Procfile runs, with the processes each gets in the test: two for inbound,

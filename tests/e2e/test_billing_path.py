@@ -17,9 +17,9 @@ from db import tables as t
 from db.repos import billing as repo
 from db.repos.organizations import create_organization
 from db.uow import UnitOfWork
+from devkit.processes import Process, start_ingress, start_worker, wait_for
 from domain.billing.policy import RefusalCode
 from tests.support import stripe_events as se
-from tests.support.processes import Process, start_ingress, start_worker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -15,12 +15,12 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from db.repos.organizations import add_api_key
 from db.uow import UnitOfWork
+from devkit.processes import Process, start_ingress, start_worker, wait_for
+from devkit.tenants import make_tenant
 from domain import jobs
 from domain.apikeys import generate_key
 from domain.ports import Job
 from services.publisher import BrokerJobPublisher
-from tests.support.processes import Process, start_ingress, start_worker, wait_for
-from tests.support.tenants import make_tenant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

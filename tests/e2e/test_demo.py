@@ -10,7 +10,7 @@ import pexpect
 import pytest
 
 from config import Settings
-from tests.support.processes import ROOT
+from devkit.processes import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(400)]
 

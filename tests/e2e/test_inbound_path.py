@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 
 from config import Settings
 from db.uow import UnitOfWork
-from tests.integration.inbound.conftest import Tenant, make_tenant
-from tests.support import whatsapp as wa
+from devkit import whatsapp as wa
+from devkit.processes import Process, start_ingress, start_worker, wait_for
+from devkit.tenants import Tenant, make_tenant
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
-from tests.support.processes import Process, start_ingress, start_worker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

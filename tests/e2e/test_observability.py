@@ -21,16 +21,16 @@ from sqlalchemy.engine import Engine
 
 from config import Settings
 from db.fleet_stats import Backlog
+from devkit import whatsapp as wa
+from devkit.processes import ROOT, wait_for
+from devkit.tenants import TEMPLATE, Tenant, make_tenant, recipient
 from ingress.api.resources import ApiMetrics
 from ingress.metrics import Metrics
 from services.queue_stats import QueueDepth
 from tests.e2e.fleet import DEPLOY, Fleet, RunningPrometheus, running_fleet, running_prometheus, wait_value
 from tests.integration.bulk.test_bulk_api import broadcast
-from tests.support import whatsapp as wa
 from tests.support.bulk import BULK_SCOPES, bulk_tenant
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
-from tests.support.processes import ROOT, wait_for
-from tests.support.tenants import TEMPLATE, Tenant, make_tenant, recipient
 from workers.fleet_gauges import FleetGauges, Snapshot
 from workers.metrics import GroupPrometheus
 

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from config import Settings
+from devkit import whatsapp as wa
+from devkit.processes import Process, free_port, start_ingress, start_worker, wait_for
+from devkit.tenants import make_tenant, recipient
 from tests.e2e.otlp_receiver import ReceivedSpan, Receiver, otlp_receiver
-from tests.support import whatsapp as wa
 from tests.support.fake_graph import running_fake_graph
-from tests.support.processes import Process, free_port, start_ingress, start_worker, wait_for
-from tests.support.tenants import make_tenant, recipient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

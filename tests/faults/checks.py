@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.faults.load import Ledger
+from devkit.load import Ledger
 
 FINAL_WITH_REASON = ("failed", "ambiguous")
 JOB_FINAL = ("completed", "completed_with_errors", "failed", "cancelled")

@@ -21,7 +21,7 @@ import pika.exceptions
 import psycopg
 import redis
 
-from tests.support.processes import free_port, wait_for
+from devkit.processes import free_port, wait_for
 
 
 def _pg_bin(name: str) -> str:

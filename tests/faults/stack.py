@@ -18,11 +18,11 @@ import psycopg
 
 from config import Settings
 from db.engine import create_db_engine
-from tests.faults.load import Target
+from devkit.load import Target
+from devkit.processes import ROOT, consumers, free_port, wait_for
+from devkit.tenants import make_tenant
 from tests.faults.services import PrivatePostgres, PrivateRabbitMQ, PrivateRedis
 from tests.support.bulk import BULK_SCOPES, bulk_tenant
-from tests.support.processes import ROOT, consumers, free_port, wait_for
-from tests.support.tenants import make_tenant
 from workers.cli import traffic
 from workers.cli.procfile import ChildProcess, Fleet, ProcfileLine, read_procfile
 from workers.run import GROUPS

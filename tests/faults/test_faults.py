@@ -21,10 +21,10 @@ import httpx
 import psycopg
 import pytest
 
+from devkit.load import Ledger, Load
+from devkit.processes import wait_for
 from tests.faults.checks import Verdict, evaluate
-from tests.faults.load import Ledger, Load
 from tests.faults.stack import ROOT, Stack, build_stack, remove_tree
-from tests.support.processes import wait_for
 from workers.cli import traffic
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]

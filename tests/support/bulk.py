@@ -11,10 +11,10 @@ from sqlalchemy.engine import Engine
 
 from db.tables import organizations, whatsapp_numbers
 from db.uow import UnitOfWork
+from devkit.jobs import RecordingPublisher
+from devkit.tenants import Tenant, make_tenant
 from domain import jobs
 from services import bulk_run
-from tests.support.jobs import RecordingPublisher
-from tests.support.tenants import Tenant, make_tenant
 
 BULK_SCOPES = ("messages:write", "messages:read", "bulk:write", "bulk:read")
 

@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 
-from tests.support.processes import free_port
+from devkit.processes import free_port
 
 
 class TcpProxy:

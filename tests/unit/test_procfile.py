@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ROOT, wait_for
+from devkit.processes import ROOT, wait_for
 from workers.cli.procfile import Fleet, ProcfileLine, read_procfile
 
 

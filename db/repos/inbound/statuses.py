@@ -9,7 +9,6 @@ from uuid import UUID
 
 from sqlalchemy.engine import Connection
 
-from db.prepared import Prepared
 from db.repos.inbound.runner import run
 from domain.inbox import OUTBOUND, REACTION_TYPE
 from domain.outbound import AMBIGUOUS
@@ -111,11 +110,9 @@ RETURNING e.id, e.message_id, e.wamid, e.status, e.occurred_at, e.errors
 
 # What the send path sends right after recording a wamid, in the same round trip: the wamid's lock
 # (taken after the record, before the claim's snapshot: each statement of a query takes its own),
-# then the claim. Its rows are what `catch_up` returns.
-CATCH_UP = (
-    Prepared.of("lock_wamid", _LOCK_ONE, wamid="text"),
-    Prepared.of("catch_up", _CATCH_UP_AND_CLAIM_PENDING, wamid="text"),
-)
+# then the claim (each taking `wamid`, for `UnitOfWork.pipeline`). Its rows are what `catch_up`
+# returns.
+CATCH_UP = (_LOCK_ONE, _CATCH_UP_AND_CLAIM_PENDING)
 
 
 def lock_wamids(conn: Connection, wamids: Sequence[str]) -> None:

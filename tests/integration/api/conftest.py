@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.engine import Engine
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from config import Settings
-from ingress.api import ApiOptions, ApiState, api_mount
-from tests.support.tenants import Tenant, make_tenant
+from devkit.tenants import Tenant, make_tenant
+from ingress.api import ApiOptions
+from tests.support.api import build_app
 
 pytestmark = pytest.mark.integration
-
-
-def build_app(settings: Settings, options: ApiOptions) -> tuple[Starlette, ApiState]:
-    state = ApiState(settings, options)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.open()
-        try:
-            yield
-        finally:
-            state.close()
-
-    return Starlette(routes=[api_mount(state)], lifespan=lifespan), state
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +32,3 @@ def client(settings: Settings, api_options: ApiOptions) -> Iterator[TestClient]:
 @pytest.fixture
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine)
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}

@@ -16,10 +16,10 @@ from starlette.testclient import TestClient
 from config import Settings
 from db import tables as t
 from db.uow import UnitOfWork
+from devkit.processes import Process, free_port, start_ingress
+from devkit.tenants import Tenant
 from ingress.api import ApiOptions
-from tests.integration.api.conftest import bearer, build_app
-from tests.support.processes import Process, free_port, start_ingress
-from tests.support.tenants import Tenant
+from tests.support.api import bearer, build_app
 
 pytestmark = pytest.mark.integration
 

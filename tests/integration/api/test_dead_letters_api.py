@@ -13,15 +13,15 @@ from starlette.testclient import TestClient
 from config import Settings
 from db.repos.organizations import add_api_key
 from db.uow import UnitOfWork
+from devkit.deadletters import letter_row, seed_letters
+from devkit.processes import queue_depth
+from devkit.tenants import Tenant, make_tenant
 from domain.apikeys import generate_key
 from services import deadletters as dl
 from services import redrive
 from services.publisher import BrokerJobPublisher
-from tests.integration.api.conftest import bearer
 from tests.support import audit
-from tests.support.deadletters import letter_row, seed_letters
-from tests.support.processes import queue_depth
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.api import bearer
 
 pytestmark = pytest.mark.integration
 

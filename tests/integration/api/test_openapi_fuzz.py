@@ -13,11 +13,11 @@ from schemathesis.checks import not_a_server_error
 from sqlalchemy.engine import Engine
 
 from config import Settings
+from devkit.deadletters import letter_row, seed_letters
+from devkit.tenants import ALL_SCOPES, TEMPLATE
 from ingress.api import ApiOptions
-from tests.integration.api.conftest import build_app
+from tests.support.api import build_app
 from tests.support.bulk import BULK_SCOPES, bulk_tenant
-from tests.support.deadletters import letter_row, seed_letters
-from tests.support.tenants import ALL_SCOPES, TEMPLATE
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 from config import Settings
 from db.tables import api_keys, messages, organizations, outbox
 from db.uow import UnitOfWork
+from devkit.tenants import TEMPLATE, Tenant, make_tenant, recipient, template_send
 from ingress.api import ApiOptions
-from tests.integration.api.conftest import bearer, build_app
-from tests.support.tenants import TEMPLATE, Tenant, make_tenant, recipient, template_send
+from tests.support.api import bearer, build_app
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from db import tables as t
 from domain import jobs
 from domain.ports import Job
 from services.publisher import BrokerJobPublisher
-from tests.integration.billing.conftest import org_row, webhook_row
 from tests.support import stripe_events as se
+from tests.support.billing import org_row, webhook_row
 from workers import resources
 from workers.broker import build_broker
 

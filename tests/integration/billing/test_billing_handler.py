@@ -14,8 +14,8 @@ from db.repos import billing as repo
 from db.uow import UnitOfWork
 from domain.billing.policy import RefusalCode
 from domain.billing.state import Outcome
-from tests.integration.billing.conftest import org_row, store_events, webhook_row
 from tests.support import stripe_events as se
+from tests.support.billing import org_row, store_events, webhook_row
 from workers.billing.handler import Handled
 
 pytestmark = pytest.mark.integration

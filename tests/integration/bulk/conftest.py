@@ -13,9 +13,9 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from config import Settings
+from devkit.jobs import RecordingPublisher
 from ingress.api import ApiOptions, ApiResources, ApiState, api_mount
 from ingress.api.ratelimit import RateLimiter
-from tests.support.jobs import RecordingPublisher
 
 pytestmark = pytest.mark.integration
 

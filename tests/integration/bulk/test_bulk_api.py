@@ -19,13 +19,13 @@ from starlette.testclient import TestClient
 
 from db.tables import bulk_job_chunks, bulk_jobs, contacts, conversations, messages, whatsapp_numbers
 from db.uow import UnitOfWork
+from devkit.jobs import RecordingPublisher
+from devkit.tenants import TEMPLATE, Tenant, recipient
 from domain import jobs as names
 from domain.bulk import settle_chunk_job
 from domain.ports import Job
 from services import bulk_run
 from tests.support.bulk import BULK_SCOPES, bulk_tenant, run_bulk_jobs, set_messaging_limit
-from tests.support.jobs import RecordingPublisher
-from tests.support.tenants import TEMPLATE, Tenant, recipient
 from workers.inbound.realtime import RedisRealtime
 
 pytestmark = pytest.mark.integration
@@ -442,20 +442,23 @@ def test_the_stale_chunk_sweep_re_enqueues_chunks_whose_jobs_were_lost(
     assert [j.kwargs["chunk"] for j in lost] == [0, 1, 2]
     jobs.jobs.clear()  # the worker died holding them, and the broker lost them too
     ports = bulk_run.RunPorts(engine, jobs)
+    org = str(tenant.organization_id)
 
-    def swept_chunks_of_this_job() -> list[int]:
-        # The sweep is fleet-wide: other tests' abandoned chunks in this database may be swept too.
-        jobs.jobs.clear()
+    def swept() -> list[int]:
+        # The sweep is system-wide: chunks other tests left behind may be stale by now as well.
+        before = len(jobs.jobs)
         bulk_run.sweep_stale_chunks(ports, older_than_seconds=60)
-        return sorted(j.kwargs["chunk"] for j in jobs.jobs if j.kwargs.get("job_id") == created["id"])
+        mine = [j for j in jobs.jobs[before:] if j.kwargs.get("job_id") == created["id"]]
+        jobs.jobs[before:] = [j for j in jobs.jobs[before:] if j.kwargs.get("organization_id") == org]
+        return sorted(j.kwargs["chunk"] for j in mine)
 
-    assert swept_chunks_of_this_job() == []  # not stale yet
+    assert swept() == []  # not stale yet
     tenant.execute(
         sa.update(bulk_job_chunks)
         .where(bulk_job_chunks.c.bulk_job_id == UUID(created["id"]))
         .values(updated_at=sa.func.now() - sa.text("interval '2 minutes'"))
     )
-    assert swept_chunks_of_this_job() == [0, 1, 2]
+    assert swept() == [0, 1, 2]
     run_bulk_jobs(engine, jobs)
     assert len([j for j in jobs.jobs if j.actor == names.SEND_MESSAGE_ACTOR]) == 25
-    assert swept_chunks_of_this_job() == []  # just touched
+    assert swept() == []  # just touched

@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
+from devkit.jobs import RecordingPublisher
+from devkit.tenants import TEMPLATE, recipient
 from tests.integration.bulk.test_bulk_api import broadcast
 from tests.support import audit
 from tests.support.bulk import BULK_SCOPES, bulk_tenant
-from tests.support.jobs import RecordingPublisher
-from tests.support.tenants import TEMPLATE, recipient
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,12 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from db.tables import bulk_job_items, messages
 from db.uow import UnitOfWork
+from devkit.processes import Process, start_worker, wait_for
+from devkit.tenants import TEMPLATE, Tenant, recipient
 from services import bulk, sends
 from services.publisher import BrokerJobPublisher
 from tests.support.bulk import bulk_tenant
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
-from tests.support.processes import Process, start_worker, wait_for
-from tests.support.tenants import TEMPLATE, Tenant, recipient
 
 pytestmark = pytest.mark.integration
 

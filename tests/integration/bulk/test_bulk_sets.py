@@ -14,12 +14,12 @@ from sqlalchemy.engine import Engine
 
 from db.tables import bulk_job_items, contacts, conversations, messages, outbox
 from db.uow import UnitOfWork
+from devkit.jobs import RecordingPublisher
+from devkit.tenants import TEMPLATE, Tenant, recipient
 from domain import jobs as names
 from domain.ports import Job
 from services import bulk, bulk_run
 from tests.support.bulk import bulk_tenant
-from tests.support.jobs import RecordingPublisher
-from tests.support.tenants import TEMPLATE, Tenant, recipient
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ from starlette.testclient import TestClient
 from config import Settings
 from db import tables as t
 from db.uow import UnitOfWork
+from devkit.tenants import make_tenant
 from ingress.api import ApiOptions
-from tests.integration.api.conftest import bearer, build_app
 from tests.integration.cli.test_setup_commands import adsapp
-from tests.support.tenants import make_tenant
+from tests.support.api import bearer, build_app
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from sqlalchemy.engine import Engine
 
 from db.tables import whatsapp_numbers
 from db.uow import UnitOfWork
+from devkit.jobs import RecordingPublisher
+from devkit.tenants import TEMPLATE, recipient
 from services import bulk
 from tests.support.bulk import bulk_tenant
-from tests.support.jobs import RecordingPublisher
-from tests.support.tenants import TEMPLATE, recipient
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from db import tables as t
 from db.uow import UnitOfWork
+from devkit.deadletters import letter_row, seed_letters
+from devkit.processes import queue_depth
+from devkit.tenants import make_tenant
 from domain.apikeys import hash_key
 from tests.integration.cli.test_setup_commands import adsapp
-from tests.support.deadletters import letter_row, seed_letters
-from tests.support.processes import queue_depth
-from tests.support.tenants import make_tenant
 
 pytestmark = pytest.mark.integration
 

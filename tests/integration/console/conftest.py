@@ -6,40 +6,27 @@ free port for the browser tests.
 
 from __future__ import annotations
 
-import re
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from config import Settings
-from db.repos.organizations import add_api_key
-from db.uow import UnitOfWork
-from domain.apikeys import generate_key
+from devkit.tenants import Tenant, make_tenant
 from ingress.api import ApiOptions, ApiState, api_mount
 from ingress.console import ConsoleOptions, ConsoleState, console_mount
 from ingress.metrics import Metrics
-from tests.support.processes import free_port, wait_for
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.console import (
+    ConsoleSetup,
+    Served,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass(frozen=True)
-class ConsoleSetup:
-    app: Starlette
-    options: ConsoleOptions
-    api: ApiState
-    metrics: Metrics  # the ingress's request counters, which the overview reads
 
 
 def build_console(settings: Settings, namespace: str) -> ConsoleSetup:
@@ -83,40 +70,6 @@ def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine)
 
 
-def hidden(html: str, name: str) -> str:
-    match = re.search(rf'name="{name}" value="([^"]*)"', html)
-    assert match, f"no hidden field {name}"
-    return match.group(1)
-
-
-def sign_in(client: TestClient, key: str) -> str:
-    """Signs in; returns the session's CSRF token (as the pages carry it)."""
-    form = client.get("/console/login")
-    token = hidden(form.text, "csrf_token")
-    answer = client.post("/console/login", data={"csrf_token": token, "api_key": key, "next": ""})
-    assert answer.status_code == 303, answer.text
-    return hidden(client.get("/console/").text, "csrf_token")
-
-
-class Served:
-    def __init__(self, app: Starlette) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        assert wait_for(lambda: self.server.started or not self.thread.is_alive(), 30)
-        assert self.server.started, "the console server did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
 @pytest.fixture(scope="module")
 def served(setup: ConsoleSetup) -> Iterator[Served]:
     with Served(setup.app) as server:
@@ -133,7 +86,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 @pytest.fixture(scope="module")
@@ -151,25 +103,3 @@ def page(browser: Browser) -> Iterator[Page]:
     context.set_default_timeout(20_000)
     yield context.new_page()
     context.close()
-
-
-def browser_sign_in(page: Page, base_url: str, key: str) -> None:
-    page.goto(f"{base_url}/console/")
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("heading", name="Overview").wait_for()
-
-
-def screenshot(page: Page, name: str) -> None:
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / f"console-{name}.png"), full_page=True)
-
-
-def operator_key(tenant: Tenant) -> str:
-    """An operator key (`adsapp apikey create --operator`), filed under `tenant`'s organization."""
-    key = generate_key()
-    with UnitOfWork(tenant.engine, organization_id=tenant.organization_id) as uow:
-        key_id = add_api_key(uow.conn, tenant.organization_id, "ops-key", key, (), operator=True)
-        uow.commit()
-    tenant.keys[key.plaintext] = str(key_id)
-    return key.plaintext

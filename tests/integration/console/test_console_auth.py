@@ -11,11 +11,11 @@ from starlette.testclient import TestClient
 
 from db.tables import api_keys, contacts, event_store, messages
 from db.uow import UnitOfWork
+from devkit.tenants import Tenant, make_tenant, recipient
 from ingress.console.session import COOKIE
 from services import breaker_keys
-from tests.integration.console.conftest import ConsoleSetup, hidden, sign_in
 from tests.support.bulk import set_messaging_limit
-from tests.support.tenants import Tenant, make_tenant, recipient
+from tests.support.console import ConsoleSetup, hidden, sign_in
 
 
 def test_pages_need_a_session(client: TestClient) -> None:

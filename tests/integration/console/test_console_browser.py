@@ -8,9 +8,9 @@ from playwright.sync_api import Page, expect
 from redis import Redis
 from sqlalchemy.engine import Engine
 
+from devkit.tenants import Tenant, make_tenant
 from services import breaker_keys
-from tests.integration.console.conftest import ConsoleSetup, Served, browser_sign_in
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.console import ConsoleSetup, Served, browser_sign_in
 
 
 def _open_breaker(redis: Redis, setup: ConsoleSetup, phone_number_id: str) -> str:

@@ -11,10 +11,10 @@ from starlette.testclient import TestClient
 
 from db.tables import bulk_jobs, event_store
 from db.uow import UnitOfWork
-from tests.integration.console.conftest import operator_key, sign_in
+from devkit.tenants import TEMPLATE, Tenant, make_tenant, recipient
 from tests.integration.console.test_console_bulk_browser import COMPONENTS
 from tests.support.bulk import BULK_SCOPES, bulk_tenant
-from tests.support.tenants import TEMPLATE, Tenant, make_tenant, recipient
+from tests.support.console import operator_key, sign_in
 
 
 def plan(client: TestClient, tenant: Tenant, n: int = 3) -> tuple[str, str]:

@@ -14,11 +14,11 @@ from playwright.sync_api import Page, expect
 from sqlalchemy.engine import Engine
 
 from config import Settings
-from tests.integration.console.conftest import Served, browser_sign_in, screenshot
+from devkit.processes import Process, start_worker
+from devkit.tenants import TEMPLATE, Tenant, recipient
 from tests.support.bulk import BULK_SCOPES, bulk_tenant
+from tests.support.console import Served, browser_sign_in, screenshot
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
-from tests.support.processes import Process, start_worker
-from tests.support.tenants import TEMPLATE, Tenant, recipient
 
 COMPONENTS = [
     {"type": "header", "parameters": [{"type": "text", "text": "A1"}]},

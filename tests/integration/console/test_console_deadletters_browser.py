@@ -15,11 +15,11 @@ from config import Settings
 from db.repos import deadletters as repo
 from db.tables import dead_letters, event_store
 from db.uow import UnitOfWork
+from devkit.processes import wait_for
+from devkit.tenants import Tenant, make_tenant
 from services import redrive
-from tests.integration.console.conftest import ConsoleSetup, Served, browser_sign_in, screenshot
 from tests.integration.console.failing import FailingJob
-from tests.support.processes import wait_for
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.console import ConsoleSetup, Served, browser_sign_in, screenshot
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from starlette.testclient import TestClient
 
 from db.tables import dead_letters, event_store
 from db.uow import UnitOfWork
-from tests.integration.console.conftest import ConsoleSetup, hidden, operator_key, sign_in
+from devkit.tenants import Tenant, make_tenant
 from tests.integration.console.test_console_deadletters_browser import _letter
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.console import ConsoleSetup, hidden, operator_key, sign_in
 
 
 def _status(engine: Engine, queue: str) -> list[str]:

@@ -8,10 +8,10 @@ from playwright.sync_api import Page, expect
 from redis import Redis
 from sqlalchemy.engine import Engine
 
-from tests.integration.console.conftest import ConsoleSetup, Served, browser_sign_in, operator_key, screenshot
+from devkit.tenants import Tenant, make_tenant
 from tests.integration.console.test_console_browser import _open_breaker
 from tests.integration.console.test_console_deadletters_browser import _letter
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.console import ConsoleSetup, Served, browser_sign_in, operator_key, screenshot
 
 
 def test_an_operator_overview_shows_the_fleet(

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from config import Settings
 from db import admin
 from db.tables import metadata
-from tests.conftest import database_url_for
+from tests.support.urls import database_url_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,10 @@ from sqlalchemy.engine import Engine
 from config import get_settings
 from db import tables as t
 from db.engine import create_db_engine
-from db.prepared import Prepared
 from db.repos.organizations import create_organization
-from db.uow import BatchedWork, UnitOfWork, UnitOfWorkError
+from db.uow import UnitOfWork, UnitOfWorkError
+from devkit.jobs import RecordingPublisher
 from domain.ports import Job
-from tests.support.jobs import RecordingPublisher
 
 pytestmark = pytest.mark.integration
 
@@ -135,45 +134,49 @@ _INSERT_EVENT = (
 )
 
 
-def test_batched_work_commits_in_one_send_under_the_tenant_scope(settings: object) -> None:
+def test_a_pipeline_commits_with_its_statements_under_the_tenant_scope(settings: object) -> None:
     engine = create_db_engine(get_settings(), pool_size=1, pre_ping=False)
     try:
         org, other = _org(engine), _org(engine)
-        with BatchedWork(engine, org) as work:
-            work.send(_INSERT_EVENT, {"org": org, "marker": "batched-commit"}, commit=True)
-        assert _events(engine, org, "batched-commit") == 1
-        with pytest.raises(sa.exc.DBAPIError, match="row-level security"), BatchedWork(engine, org) as work:
-            work.send(_INSERT_EVENT, {"org": other, "marker": "batched-foreign"}, commit=True)
-        assert _events(engine, other, "batched-foreign") == 0
+        with UnitOfWork(engine, organization_id=org) as uow:
+            [inserted, seen] = uow.pipeline(
+                [
+                    (_INSERT_EVENT + " RETURNING event_type", {"org": org, "marker": "pipelined-commit"}),
+                    ("SELECT current_setting('app.organization_id') AS org", {}),
+                ],
+                commit=True,
+            )
+            with pytest.raises(UnitOfWorkError):
+                uow.commit()
+        assert inserted[0].event_type == "pipelined-commit" and seen[0].org == str(org)
+        assert _events(engine, org, "pipelined-commit") == 1
+        with (
+            pytest.raises(sa.exc.DBAPIError, match="row-level security"),
+            UnitOfWork(engine, organization_id=org) as uow,
+        ):
+            uow.pipeline([(_INSERT_EVENT, {"org": other, "marker": "pipelined-foreign"})], commit=True)
+        assert _events(engine, other, "pipelined-foreign") == 0
     finally:
         engine.dispose()
 
 
-def test_batched_work_rolls_back_unless_committed_and_hands_back_a_transactional_connection(
+def test_a_pipeline_rolls_back_unless_committed_and_hands_back_a_transactional_connection(
     settings: object,
 ) -> None:
-    # One pooled connection, so the unit of work after the batch gets the very same one.
+    # One pooled connection, so the unit of work after the pipeline gets the very same one.
     engine = create_db_engine(get_settings(), pool_size=1, pre_ping=False)
     try:
         org = _org(engine)
-        with BatchedWork(engine, org) as work:
-            work.send(_INSERT_EVENT, {"org": org, "marker": "batched-rollback"})
-        assert _events(engine, org, "batched-rollback") == 0
         with UnitOfWork(engine, organization_id=org) as uow:
-            uow.conn.exec_driver_sql(_INSERT_EVENT, {"org": org, "marker": "after-batch"})
-            # Not committed: if the batch had left the connection in autocommit, this row would stay.
-        assert _events(engine, org, "after-batch") == 0
+            uow.pipeline([(_INSERT_EVENT, {"org": org, "marker": "pipelined-rollback"})])
+            uow.conn.exec_driver_sql(_INSERT_EVENT, {"org": org, "marker": "pipelined-rollback"})
+        assert _events(engine, org, "pipelined-rollback") == 0
+        with UnitOfWork(engine, organization_id=org) as uow:
+            uow.conn.exec_driver_sql(_INSERT_EVENT, {"org": org, "marker": "after-pipeline"})
+            # Not committed: if the pipeline had left the connection in autocommit, this row would stay.
+        assert _events(engine, org, "after-pipeline") == 0
     finally:
         engine.dispose()
-
-
-_PREPARED_EVENT = Prepared.of(
-    "test_event",
-    "INSERT INTO event_store (organization_id, aggregate_type, aggregate_id, event_type, payload)"
-    " VALUES (%(org)s, 'test', 'x', %(marker)s, '{}') RETURNING event_type",
-    org="uuid",
-    marker="text",
-)
 
 
 def _backend(engine: Engine) -> int:
@@ -181,41 +184,44 @@ def _backend(engine: Engine) -> int:
         return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
 
 
-def test_prepared_statements_are_prepared_once_per_connection_and_survive_the_drivers_deallocate(
-    settings: object,
+def _server_prepared(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars())
+
+
+def test_the_driver_prepares_a_connections_frequent_statements_unless_told_not_to(
+    settings: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # One pooled connection: every unit of work below runs on the same server session.
-    engine = create_db_engine(get_settings(), pool_size=1, pre_ping=False)
-    try:
-        org = _org(engine)
-        backend = _backend(engine)
-        with BatchedWork(engine, org) as work:
-            row = work.send([_PREPARED_EVENT], {"org": org, "marker": "prepared-1"}, commit=True).fetchone()
-            assert row is not None and row.event_type == "prepared-1"
-        with engine.connect() as conn:
-            names = set(conn.exec_driver_sql("SELECT name FROM pg_prepared_statements").scalars())
-            # The driver drops every prepared statement on a rollback once it has some of its own.
-            conn.exec_driver_sql("DEALLOCATE ALL")
-        assert _PREPARED_EVENT.name in names
-        with BatchedWork(engine, org) as work:
-            work.send([_PREPARED_EVENT], {"org": org, "marker": "prepared-2"}, commit=True)
-        with UnitOfWork(engine, organization_id=org) as uow:
-            uow.conn.exec_driver_sql("DEALLOCATE ALL")
-        with UnitOfWork(engine, organization_id=org) as uow:  # its scope is prepared again
-            uow.conn.exec_driver_sql(_INSERT_EVENT, {"org": org, "marker": "prepared-3"})
-            uow.commit()
-        assert _backend(engine) == backend
-        assert [_events(engine, org, f"prepared-{i}") for i in (1, 2, 3)] == [1, 1, 1]
-    finally:
-        engine.dispose()
-
-
-def test_a_prepared_statement_names_a_type_for_each_parameter() -> None:
-    with pytest.raises(ValueError, match="one type each"):
-        Prepared.of("broken", "SELECT %(a)s, %(b)s", a="int")
-    statement = Prepared.of("fine", "SELECT %(b)s::int + %(a)s, %(b)s", a="int", b="text")
-    assert statement.prepare_text.endswith("(text, int) AS SELECT $1::int + $2, $1")
-    assert statement.execute_text == f"EXECUTE {statement.name}(%(b)s, %(a)s)"
+    marker = f"prepared-{uuid.uuid4().hex}"
+    for threshold, prepared in (("2", True), ("none", False)):
+        monkeypatch.setenv("DATABASE_PREPARE_THRESHOLD", threshold)
+        get_settings.cache_clear()
+        # One pooled connection: every unit of work below runs on the same server session.
+        engine = create_db_engine(get_settings(), pool_size=1, pre_ping=False)
+        try:
+            org = _org(engine)
+            backend = _backend(engine)
+            for _ in range(3):
+                with UnitOfWork(engine, organization_id=org) as uow:
+                    uow.pipeline([(_INSERT_EVENT, {"org": org, "marker": marker})], commit=True)
+            # A rollback makes the driver forget (and deallocate) what it prepared: it prepares again.
+            with UnitOfWork(engine, organization_id=org) as uow:
+                uow.pipeline([(_INSERT_EVENT, {"org": org, "marker": marker})])
+            for _ in range(3):
+                with UnitOfWork(engine, organization_id=org) as uow:
+                    uow.pipeline([(_INSERT_EVENT, {"org": org, "marker": marker})], commit=True)
+            statements = _server_prepared(engine)
+            assert _backend(engine) == backend
+            assert any("event_store" in s for s in statements) is prepared
+            assert any("set_config" in s for s in statements) is prepared
+        finally:
+            engine.dispose()
+    get_settings.cache_clear()
+    with UnitOfWork(create_db_engine(get_settings(), pool_size=1), organization_id=org) as uow:
+        count = uow.conn.exec_driver_sql(
+            "SELECT count(*) FROM event_store WHERE event_type = %(m)s", {"m": marker}
+        ).scalar_one()
+    assert count == 6
 
 
 def test_generic_plans_last_for_the_unit_of_work_only(engine: Engine) -> None:

@@ -16,10 +16,10 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from db.repos.organizations import create_organization
 from db.uow import UnitOfWork
+from devkit.processes import queue_depth, wait_for
 from domain.errors import PermanentError, TransientError
 from services import deadletters as dl
-from tests.integration.deadletters.conftest import OPERATOR, Fleet
-from tests.support.processes import queue_depth, wait_for
+from tests.support.deadletter_fleet import OPERATOR, Fleet
 from tests.support.tcpproxy import TcpProxy
 from workers import resources
 

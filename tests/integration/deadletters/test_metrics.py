@@ -7,10 +7,10 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
+from devkit.deadletters import letter_row, seed_letters
+from devkit.processes import wait_for
 from domain.errors import PermanentError
-from tests.integration.deadletters.conftest import Fleet
-from tests.support.deadletters import letter_row, seed_letters
-from tests.support.processes import wait_for
+from tests.support.deadletter_fleet import Fleet
 from workers import resources
 from workers.deadletter_tasks import set_gauges
 

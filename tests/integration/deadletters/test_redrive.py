@@ -16,13 +16,13 @@ from sqlalchemy.engine import Engine
 
 from db.tables import dead_letters
 from db.uow import UnitOfWork
+from devkit.processes import wait_for
 from domain.deadletters import DeadLetterFilter, RedriveStatus, Status
 from domain.errors import PermanentError, TransientError
 from domain.ports import Job
 from services import deadletters as dl
 from services import redrive
-from tests.integration.deadletters.conftest import OPERATOR, Fleet
-from tests.support.processes import wait_for
+from tests.support.deadletter_fleet import OPERATOR, Fleet
 
 pytestmark = pytest.mark.integration
 

@@ -22,12 +22,13 @@ from sqlalchemy.engine import Engine
 
 from config import Settings
 from db.uow import UnitOfWork
+from devkit import whatsapp as wa
+from devkit.tenants import Tenant
 from domain import jobs
 from domain.errors import TransientError
 from services.publisher import BrokerJobPublisher
-from tests.integration.inbound.conftest import Tenant, rows
-from tests.support import whatsapp as wa
 from tests.support.fake_graph import running_fake_graph
+from tests.support.rows import rows
 from workers import resources
 from workers.broker import build_broker
 from workers.graph.client import GraphClient

@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from db.uow import UnitOfWork
-from tests.integration.inbound.conftest import RecordingPublisher, Tenant, make_tenant, rows
-from tests.support import whatsapp as wa
+from devkit import whatsapp as wa
+from devkit.jobs import RecordingPublisher
+from devkit.tenants import Tenant, make_tenant
+from tests.support.rows import rows
 
 pytestmark = pytest.mark.integration
 

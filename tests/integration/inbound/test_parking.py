@@ -16,12 +16,12 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from db.repos.organizations import add_number, create_organization
 from db.uow import UnitOfWork
+from devkit import whatsapp as wa
+from devkit.jobs import RecordingPublisher
+from devkit.processes import queue_depth
 from domain import jobs
 from services import numbers
-from tests.integration.inbound.conftest import rows
-from tests.support import whatsapp as wa
-from tests.support.jobs import RecordingPublisher
-from tests.support.processes import queue_depth
+from tests.support.rows import rows
 from workers.inbound import parking
 from workers.inbound.routes import RouteCache
 

@@ -13,8 +13,9 @@ from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
 from db.uow import UnitOfWork
-from tests.integration.inbound.conftest import Tenant, make_tenant, rows
-from tests.support import whatsapp as wa
+from devkit import whatsapp as wa
+from devkit.tenants import Tenant, make_tenant
+from tests.support.rows import rows
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
 from db.uow import UnitOfWork
+from devkit import whatsapp as wa
+from devkit.tenants import Tenant, make_tenant
 from domain.status import MessageStatus, advances
-from tests.integration.inbound.conftest import Tenant, make_tenant, rows
-from tests.support import whatsapp as wa
+from tests.support.rows import rows
 from workers.inbound.statuses import apply_pending_statuses
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,6 @@ import pytest
 
 from domain import jobs
 from ingress.app import create_app
-from tests.integration.ingress.conftest import make_settings
 from tests.integration.ingress.support import (
     QueueReader,
     TcpProxy,
@@ -22,6 +21,7 @@ from tests.integration.ingress.support import (
     whatsapp_body,
     whatsapp_signature,
 )
+from tests.support.ingress import make_settings
 
 pytestmark = pytest.mark.integration
 

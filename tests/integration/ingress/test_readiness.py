@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from config import Settings
+from devkit.processes import free_port
 from ingress.app import create_app
 from ingress.health import Readiness
-from tests.integration.ingress.conftest import make_settings
 from tests.integration.ingress.support import UvicornThread
-from tests.support.processes import free_port
+from tests.support.ingress import make_settings
 
 pytestmark = pytest.mark.integration
 

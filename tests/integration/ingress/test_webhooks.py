@@ -14,7 +14,6 @@ from prometheus_client import generate_latest
 
 from domain import jobs
 from ingress.app import IngressApp, create_app
-from tests.integration.ingress.conftest import make_settings
 from tests.integration.ingress.support import (
     STRIPE_SECRET,
     VERIFY_TOKEN,
@@ -25,6 +24,7 @@ from tests.integration.ingress.support import (
     whatsapp_body,
     whatsapp_signature,
 )
+from tests.support.ingress import make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,9 @@ from sqlalchemy.engine import Engine
 
 from db.tables import event_store, message_status_events, messages
 from db.uow import UnitOfWork
-from tests.integration.outbound.conftest import RecordingPublisher, queue
-from tests.support.tenants import make_tenant
+from devkit.jobs import RecordingPublisher
+from devkit.tenants import make_tenant
+from tests.support.outbound import queue
 from workers.inbound.statuses import apply_pending_statuses
 from workers.outbound.ports import Claim
 from workers.outbound.store import PostgresSendStore

@@ -17,11 +17,11 @@ from sqlalchemy.engine import Engine
 from config import Settings, get_settings
 from db.tables import messages
 from db.uow import UnitOfWork
+from devkit.processes import Process, start_worker, wait_for
+from devkit.tenants import Tenant, make_tenant
 from services.publisher import BrokerJobPublisher
-from tests.integration.outbound.conftest import queue
 from tests.support.fake_graph import RunningFakeGraph
-from tests.support.processes import Process, start_worker, wait_for
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.outbound import queue
 from workers.graph import BreakerPolicy, BreakerRegistry
 
 pytestmark = pytest.mark.integration

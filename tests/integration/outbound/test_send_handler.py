@@ -13,10 +13,11 @@ from redis import Redis
 
 from db.tables import message_status_events, messages, organizations
 from db.uow import UnitOfWork
+from devkit.jobs import RecordingPublisher
+from devkit.tenants import Tenant
 from domain.errors import GraphApiTransient
-from tests.integration.outbound.conftest import RecordingPublisher, command_of, final, queue
 from tests.support.fake_graph import RunningFakeGraph
-from tests.support.tenants import Tenant
+from tests.support.outbound import command_of, final, queue
 from workers.graph import GraphClient, Pacer, SendResult
 from workers.outbound.handler import SendDeps, SendOutcome, send_message
 

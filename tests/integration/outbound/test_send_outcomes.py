@@ -13,9 +13,10 @@ from redis import Redis
 from db.repos import outbound as repo
 from db.tables import messages
 from db.uow import UnitOfWork
-from tests.integration.outbound.conftest import RecordingPublisher, queue
+from devkit.jobs import RecordingPublisher
+from devkit.tenants import Tenant
 from tests.support.fake_graph import RunningFakeGraph
-from tests.support.tenants import Tenant
+from tests.support.outbound import queue
 from workers.graph import Pacer
 from workers.outbound.handler import SendDeps, SendOutcome, send_message
 

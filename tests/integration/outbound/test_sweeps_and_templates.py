@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from db.repos.templates import named
 from db.tables import messages, outbox
 from db.uow import UnitOfWork
-from tests.integration.outbound.conftest import RecordingPublisher, command_of, queue
+from devkit.jobs import RecordingPublisher
+from devkit.tenants import TEMPLATE, Tenant
 from tests.support.fake_graph import RunningFakeGraph
-from tests.support.tenants import TEMPLATE, Tenant
+from tests.support.outbound import command_of, queue
 from workers.graph import GraphClient
 from workers.outbound import sweeps
 from workers.templates import TemplateSyncIncomplete, apply_template_status_update, sync_all

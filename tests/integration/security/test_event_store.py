@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 
 from db import tables as t
 from db.repos import audit
-from db.uow import BatchedWork, UnitOfWork
-from tests.support.tenants import Tenant, make_tenant
+from db.uow import UnitOfWork
+from devkit.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -75,10 +75,10 @@ def _sent_message(tenant: Tenant, wamid: str) -> uuid.UUID:
 def test_send_outcomes_are_appended_with_their_transaction(engine: Engine, tenant: Tenant) -> None:
     wamid = f"wamid.{uuid.uuid4().hex}"
     message_id = _sent_message(tenant, wamid)
-    with BatchedWork(engine, tenant.organization_id) as work:
-        work.send((audit.SENT_EVENT,), {"id": message_id, "attempt": 2, "wamid": wamid})
+    with UnitOfWork(engine, organization_id=tenant.organization_id) as work:
+        work.pipeline([(audit.SENT_EVENT, {"id": message_id, "attempt": 2, "wamid": wamid})])
         # A stale attempt number appends nothing: only the attempt that stored the wamid is told.
-        work.send((audit.SENT_EVENT,), {"id": message_id, "attempt": 1, "wamid": wamid}, commit=True)
+        work.pipeline([(audit.SENT_EVENT, {"id": message_id, "attempt": 1, "wamid": wamid})], commit=True)
     with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
         audit.record_send_outcome(
             uow.conn, tenant.organization_id, message_id, "failed", attempt=3, error_code=131026,

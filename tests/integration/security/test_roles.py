@@ -16,7 +16,7 @@ from config.errors import ConfigurationError
 from db import tables as t
 from db.engine import create_db_engine
 from db.uow import UnitOfWork
-from tests.support.tenants import Tenant, make_tenant
+from devkit.tenants import Tenant, make_tenant
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support.processes import ROOT, free_port
+from devkit.processes import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 

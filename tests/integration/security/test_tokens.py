@@ -20,7 +20,7 @@ from db.repos import templates
 from db.tenants import resolve_phone_number
 from db.token_cipher import PREFIX, TokenUndecryptable
 from db.uow import UnitOfWork
-from tests.support.tenants import make_tenant
+from devkit.tenants import make_tenant
 from workers.cli.main import main
 
 pytestmark = pytest.mark.integration

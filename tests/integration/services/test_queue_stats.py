@@ -12,9 +12,9 @@ import pika
 import pytest
 
 from config import Settings
+from devkit.processes import wait_for
 from ingress.queues import dramatiq_declarations
 from services.queue_stats import QueueStatsError, queue_depths
-from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import dramatiq
 import pytest
 
 from config import Settings
-from tests.support.processes import queue_depth
+from devkit.processes import queue_depth
 from workers.consumer import QueuedAckRabbitmqBroker
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from devkit import whatsapp as wa
 from domain.errors import InvalidPayload
 from domain.whatsapp import parse_delivery
-from tests.support import whatsapp as wa
 from workers.inbound.decode import decode_delivery
 
 PN = "106540352242922"

@@ -1,4 +1,4 @@
-"""Tenants for outbound tests: an organization with numbers, API keys, contacts and templates."""
+"""Tenants for the tests, the benchmarks and the soak: an organization with numbers, API keys, contacts and templates."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ class Tenant:
 
     @property
     def number(self) -> str:
+        return self.numbers[0]
+
+    @property
+    def phone_number_id(self) -> str:
         return self.numbers[0]
 
     def api_key(self, scopes: tuple[str, ...] = ALL_SCOPES, *, expires_at: datetime | None = None) -> str:
@@ -94,7 +98,9 @@ def recipient() -> str:
     return f"1555{uuid.uuid4().int % 10**9:09d}"
 
 
-def make_tenant(engine: Engine, *, numbers: int = 1, mps: int = 80, token: str = "tenant-token") -> Tenant:
+def make_tenant(
+    engine: Engine, *, numbers: int = 1, mps: int = 80, token: str | None = "tenant-token"
+) -> Tenant:
     tag = uuid.uuid4().hex[:10]
     waba = f"waba-{tag}"
     with UnitOfWork(engine, system=True) as uow:

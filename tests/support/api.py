@@ -1,0 +1,29 @@
+"""The HTTP API under test: the app and its bearer headers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from config import Settings
+from ingress.api import ApiOptions, ApiState, api_mount
+
+
+def build_app(settings: Settings, options: ApiOptions) -> tuple[Starlette, ApiState]:
+    state = ApiState(settings, options)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.open()
+        try:
+            yield
+        finally:
+            state.close()
+
+    return Starlette(routes=[api_mount(state)], lifespan=lifespan), state
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
