@@ -65,6 +65,7 @@ bench: install
 	$(BIN)/python -m bench.inbound_cpu
 	$(BIN)/python -m bench.outbound_cpu
 	$(BIN)/python -m bench.dlq
+	$(BIN)/python -m bench.bulk
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
