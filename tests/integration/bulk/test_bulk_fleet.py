@@ -220,6 +220,9 @@ def test_kill_9_of_the_bulk_worker_mid_run_loses_and_repeats_nothing(
 ) -> None:
     tenant = bulk_tenant(engine, mps=40)
     tenant.templates([TEMPLATE])
+    # The scheduler syncs templates from the Graph API at start: the account must list it there too,
+    # or the sync marks it deleted and the chunks that run after it skip their items.
+    fake.seed_templates(tenant.waba_id, [TEMPLATE])
     to = [recipient() for _ in range(400)]
     worker = start_worker(["bulk"], processes=1, threads=4, env=env, timeout=60)
     scheduler = Process("scheduler", [sys.executable, "-m", "workers.scheduler"], env).start()
