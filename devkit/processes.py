@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,6 +28,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stable_port() -> int:
+    """A free port below the kernel's ephemeral range, for a server that is stopped and started
+    again on the same port: a port the kernel hands out (`free_port`) may meanwhile become the
+    local end of some outgoing connection, and the restart then fails with EADDRINUSE."""
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000)
+        try:
+            for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::")):
+                with socket.socket(family, socket.SOCK_STREAM) as s:
+                    s.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

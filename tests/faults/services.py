@@ -21,7 +21,7 @@ import pika.exceptions
 import psycopg
 import redis
 
-from devkit.processes import free_port, wait_for
+from devkit.processes import stable_port, wait_for
 
 
 def _pg_bin(name: str) -> str:
@@ -38,7 +38,7 @@ def _open_to_everyone(path: Path) -> None:
 
 class PrivatePostgres:
     def __init__(self, root: Path) -> None:
-        self.port = free_port()
+        self.port = stable_port()
         self.data = root / "pgdata"
         self.sockets = root / "pgsock"
         self.logfile = root / "postgres.log"
@@ -94,7 +94,7 @@ class PrivatePostgres:
 
 class PrivateRedis:
     def __init__(self, root: Path) -> None:
-        self.port = free_port()
+        self.port = stable_port()
         self.dir = root / "redis"
         self.dir.mkdir()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -136,8 +136,8 @@ class PrivateRedis:
 
 class PrivateRabbitMQ:
     def __init__(self, root: Path) -> None:
-        self.port = free_port()
-        self.dist_port = free_port()
+        self.port = stable_port()
+        self.dist_port = stable_port()
         self.node = f"faults-{uuid.uuid4().hex[:8]}@localhost"
         self.root = root / "rabbitmq"
         _open_to_everyone(self.root)
