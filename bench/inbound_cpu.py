@@ -36,9 +36,9 @@ def main() -> None:
     from db.engine import create_db_engine
     from devkit import whatsapp as wa
     from devkit.jobs import RecordingPublisher
+    from services.number_routes import RouteCache
     from workers.inbound.decode import decode_delivery
     from workers.inbound.delivery import Deps, process_delivery
-    from workers.inbound.routes import RouteCache
 
     os.environ["DATABASE_URL"] = bench_database_url()
     get_settings.cache_clear()

@@ -49,7 +49,7 @@ def main() -> None:
     from db import admin
     from db.engine import create_db_engine
     from devkit.jobs import RecordingPublisher
-    from services.number_routes import NumberRouteCache
+    from services.number_routes import RouteCache
     from workers.graph import GraphClient
     from workers.graph.async_client import AsyncGraphSender
     from workers.inbound.statuses import apply_pending_statuses
@@ -81,7 +81,7 @@ def main() -> None:
                 graph=sender,
                 breakers=FleetBreakers(graph.breakers),
                 pacer=FleetPacer(graph.pacer),
-                routes=NumberRouteCache(engine),
+                routes=RouteCache(engine),
                 store=store,
             )
 

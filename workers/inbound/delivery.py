@@ -18,10 +18,10 @@ from sqlalchemy.engine import Engine
 from db.uow import UnitOfWork
 from domain.ports import JobPublisher
 from domain.whatsapp import Delivery, ParkReason, WebhookChange
+from services.number_routes import Route, RouteCache
 from workers.inbound import metrics, parking
 from workers.inbound.handler import Outcome, handle_change
 from workers.inbound.realtime import RedisRealtime, channel_for
-from workers.inbound.routes import Route, RouteCache
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from domain import jobs
 from domain.ports import Job, JobPublisher
 from domain.whatsapp import ParkReason, Unparsed, WebhookChange
 from domain.whatsapp.parse import WHATSAPP_OBJECT
+from services.number_routes import Route, RouteCache
 from workers.inbound import metrics
-from workers.inbound.routes import Route, RouteCache
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,11 @@ process's resources (made at worker boot), never at import."""
 
 from __future__ import annotations
 
+from services.number_routes import RouteCache
 from workers import resources
 from workers.graph.client import GraphClient
 from workers.inbound.delivery import Deps
 from workers.inbound.realtime import RedisRealtime
-from workers.inbound.routes import RouteCache
 from workers.storage.local import LocalMediaStorage
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.number_routes import NumberRouteCache
+from services.number_routes import RouteCache
 from workers import resources
 from workers.graph.async_client import AsyncGraphSender
 from workers.outbound.adapters import FleetBreakers, FleetPacer
@@ -31,7 +31,7 @@ def engine_for(catch_up: CatchUp) -> Callable[[], SendEngine]:
                 graph=sender,
                 breakers=FleetBreakers(current.graph.breakers),
                 pacer=FleetPacer(current.graph.pacer),
-                routes=NumberRouteCache(current.engine),
+                routes=RouteCache(current.engine),
                 store=PostgresSendStore(
                     current.engine, current.jobs, catch_up, lease_seconds=options.send_lease_seconds
                 ),

@@ -9,10 +9,10 @@ from sqlalchemy.engine import Engine
 
 from devkit.jobs import RecordingPublisher
 from devkit.tenants import Tenant, make_tenant
+from services.number_routes import RouteCache
 from workers.inbound.decode import decode_delivery
 from workers.inbound.delivery import Deps, process_delivery
 from workers.inbound.handler import Outcome
-from workers.inbound.routes import RouteCache
 
 pytestmark = pytest.mark.integration
 

@@ -26,6 +26,7 @@ from devkit import whatsapp as wa
 from devkit.tenants import Tenant
 from domain import jobs
 from domain.errors import TransientError
+from services.number_routes import RouteCache
 from services.publisher import BrokerJobPublisher
 from tests.support.fake_graph import running_fake_graph
 from tests.support.rows import rows
@@ -39,7 +40,6 @@ from workers.inbound.media_fetch import (
     ChecksumMismatchPersists,
     fetch_media,
 )
-from workers.inbound.routes import RouteCache
 from workers.storage.local import LocalMediaStorage
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,9 @@ from devkit.jobs import RecordingPublisher
 from devkit.processes import queue_depth
 from domain import jobs
 from services import numbers
+from services.number_routes import RouteCache
 from tests.support.rows import rows
 from workers.inbound import parking
-from workers.inbound.routes import RouteCache
 
 pytestmark = pytest.mark.integration
 

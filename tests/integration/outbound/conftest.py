@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from devkit.jobs import RecordingPublisher
 from devkit.tenants import Tenant, make_tenant
-from services.number_routes import NumberRouteCache
+from services.number_routes import RouteCache
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
 from workers.graph import BreakerPolicy, BreakerRegistry, GraphClient, Pacer
 from workers.inbound.statuses import apply_pending_statuses
@@ -48,7 +48,7 @@ def deps(
                 redis_client, namespace=f"{namespace}:breaker", number_policy=BreakerPolicy(3, 30)
             ),
             pacer=Pacer(redis_client, namespace=f"{namespace}:pace"),
-            routes=NumberRouteCache(engine, ttl=0.0),
+            routes=RouteCache(engine, ttl=0.0),
             jobs=publisher,
             catch_up=apply_pending_statuses,
             lease_seconds=60.0,
