@@ -13,7 +13,8 @@ from db.tables import api_keys, contacts, event_store, messages
 from db.uow import UnitOfWork
 from devkit.tenants import Tenant, make_tenant, recipient
 from ingress.console.session import COOKIE
-from services import breaker_keys
+from services import breaker_keys, deferrals
+from services.fleet_counters import FleetCounters
 from tests.support.bulk import set_messaging_limit
 from tests.support.console import ConsoleSetup, hidden, sign_in
 
@@ -169,10 +170,18 @@ def test_a_key_made_operator_after_sign_in_must_sign_in_again(
     assert client.get("/console/").status_code == 303
 
 
-def test_numbers_show_send_rate_backlog_and_messaging_limit_use(
-    client: TestClient, tenant: Tenant, engine: Engine
+def test_numbers_show_send_rate_backlog_messaging_limit_use_and_pacing_deferrals(
+    client: TestClient, tenant: Tenant, engine: Engine, setup: ConsoleSetup, redis_client: Redis
 ) -> None:
     set_messaging_limit(tenant, 250)
+    other = make_tenant(engine)
+    # Two worker processes' counts, and one deferral that is not pacing's.
+    for reasons in (["throughput"] * 3 + ["circuit_open"], ["pair_rate"] * 2):
+        counters = FleetCounters(redis_client, setup.options.counters_namespace)
+        for reason in reasons:
+            deferrals.count_deferral(counters, tenant.number, reason)
+        deferrals.count_deferral(counters, other.number, "throughput")
+        counters.close()
     with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
         for i in range(6):
             contact_id = uow.conn.execute(
@@ -190,4 +199,5 @@ def test_numbers_show_send_rate_backlog_and_messaging_limit_use(
     cells = [
         re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r'<td class="num"[^>]*>(.*?)</td>', row, re.S)
     ]
-    assert cells == ["80", "0.1", "1", "6 / 250 (2 %)"]
+    assert cells == ["80", "0.1", "1", "6 / 250 (2 %)", "5 / 5"]
+    assert 'title="pair rate: 2, throughput: 3 in the last hour"' in row
