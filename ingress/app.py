@@ -39,7 +39,7 @@ from ingress.signatures import StripeVerifier, WhatsAppVerifier
 from ingress.tracing import server_spans
 from ingress.webhooks import WebhookRoute, WebhookSource
 from services import fleet_counters
-from services.fleet_counters import FleetCounters
+from services.fleet_counters import Counts
 from services.telemetry import tracing
 
 logger = logging.getLogger(__name__)
@@ -104,13 +104,16 @@ def create_app(
     publisher: Publisher | None = None,
     probes: Mapping[str, Probe] | None = None,
     configure_logs: bool = True,
-    counters: FleetCounters | None = None,
+    counters: Counts | None = None,
 ) -> IngressApp:
     """The ingress app. `publisher` and `probes` replace the real broker and dependency checks;
     `counters`, the fleet-wide counts of webhook answers and publishes (this process's shared ones)."""
     settings = settings or get_settings()
     metrics = Metrics()
-    counts = counters or fleet_counters.shared(settings.redis_url)
+    # The process's shared counters are closed (their last counts written) with the app; given ones
+    # belong to the caller.
+    owned_counts = fleet_counters.shared(settings.redis_url) if counters is None else None
+    counts: Counts = counters if counters is not None else fleet_counters.shared(settings.redis_url)
     if publisher is None:
         publisher = RabbitPublisher(
             settings.rabbitmq_url,
@@ -194,7 +197,8 @@ def create_app(
         finally:
             await active_publisher.close(drain_timeout=settings.publish_timeout_seconds)
             api.close()
-            counts.close()
+            if owned_counts is not None:
+                owned_counts.close()
             if redis is not None:
                 await redis.aclose()
             logger.info("ingress stopped")
