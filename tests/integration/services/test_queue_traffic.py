@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import dramatiq
 import pytest
@@ -64,8 +65,8 @@ def test_a_broker_counts_what_it_publishes_and_what_its_worker_acks(
 class _Management(BaseHTTPRequestHandler):
     """Answers /api/queues/<vhost> as RabbitMQ's management plugin does, for the queues it is given."""
 
-    rows: list[dict[str, object]] = []
-    asked: list[str] = []
+    rows: ClassVar[list[dict[str, object]]] = []
+    asked: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         self.asked.append(self.path)
