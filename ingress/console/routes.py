@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from ingress.console.session import COOKIE, LOGIN_COOKIE, ConsoleSession
 from ingress.console.state import ConsoleState
 from ingress.console.web import Console
 from services import audit, breaker_keys, breakers, number_status, overview
+
+log = logging.getLogger(__name__)
 
 
 def _safe_next(console: Console, target: str | None) -> str:
@@ -56,6 +59,13 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
         return response
 
     def limited(request: Request, rate: RateState) -> Response:
+        log.warning(
+            "console sign-in refused: too many failed attempts from this address",
+            extra={
+                "address": request.client.host if request.client else None,
+                "retry_after": rate.reset_seconds,
+            },
+        )
         response = console.render(
             request, "sign_in_limited.html", None, status_code=429, retry_after=rate.reset_seconds
         )
