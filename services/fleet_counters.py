@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
@@ -40,6 +41,14 @@ class Counts(Protocol):
     """What the counting parts of the fleet need: add in memory, never wait."""
 
     def add(self, family: str, field: str, n: int = 1) -> None: ...
+
+
+_instances: weakref.WeakSet[FleetCounters] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for counters in list(_instances):
+        counters._after_fork()
 
 
 def bucket_key(namespace: str, family: str, width: int, bucket: int) -> str:
@@ -66,20 +75,24 @@ class FleetCounters:
         self._pending: dict[tuple[str, int, str], int] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._pid = os.getpid()
+        _instances.add(self)
 
     def add(self, family: str, field: str, n: int = 1) -> None:
         key = (family, int(self._clock()), field)
         with self._lock:
-            if self._thread is None or self._pid != os.getpid():
+            if self._thread is None:
                 self._start()
             self._pending[key] = self._pending.get(key, 0) + n
 
+    def _after_fork(self) -> None:
+        # The child has no writer thread, its lock may have been held by a thread that is gone,
+        # and the pending counts are the parent's to write.
+        self._lock = threading.Lock()
+        self._pending = {}
+        self._thread = None
+        self._stop = threading.Event()
+
     def _start(self) -> None:
-        # In a forked child the parent's thread is gone, and its pending counts are the parent's.
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._pending = {}
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="fleet-counters", daemon=True)
         self._thread.start()
@@ -169,6 +182,8 @@ def rates(
     counted = totals(redis, namespace, family, window_seconds, now=now, settle=SETTLE_SECONDS)
     return {field: n / window_seconds for field, n in counted.items()}
 
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 _shared: dict[tuple[str, str], FleetCounters] = {}
 _shared_lock = threading.Lock()

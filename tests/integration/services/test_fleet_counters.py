@@ -3,6 +3,7 @@ and of minutes, written off the caller's path, kept through a Redis failure, exp
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -110,3 +111,20 @@ def test_the_shared_counters_are_one_per_redis_and_namespace(namespace: str) -> 
     url = "redis://127.0.0.1:6379/0"
     assert fleet_counters.shared(url, namespace) is fleet_counters.shared(url, namespace)
     assert fleet_counters.shared(url, namespace) is not fleet_counters.shared(url, namespace + ":other")
+
+
+def test_a_forked_child_writes_its_own_counts_only(redis_client: Redis, namespace: str) -> None:
+    counters = FleetCounters(redis_client, namespace, clock=Clock(T), interval=3600)
+    counters.add("f", "a", 5)  # the parent's, not yet written when the child is forked
+    pid = os.fork()
+    if pid == 0:  # the child: as a Dramatiq worker process forked from its parent
+        code = 1
+        try:
+            counters.add("f", "a", 2)
+            code = 0 if counters.flush() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert counters.flush()
+    assert fleet_counters.totals(redis_client, namespace, "f", 60, now=T) == {"a": 7}
