@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     console_session_seconds: int = Field(default=8 * 3600, ge=60)
     # Console: mark its cookies Secure (set when it is served over HTTPS, as behind a balancer).
     console_secure_cookies: bool = False
+    # Where every process writes its fleet-wide counts (queue traffic, webhook answers, pacing
+    # deferrals) and the console reads them: a Redis key prefix, one per deployment.
+    fleet_counters_namespace: str = "adsapp:counts"
     # Console: failed API-key sign-ins allowed per client address per window; past it, 429.
     console_sign_in_limit: int = Field(default=10, ge=1)
     console_sign_in_window_seconds: float = Field(default=300.0, gt=0)

@@ -112,8 +112,9 @@ def create_app(
     metrics = Metrics()
     # The process's shared counters are closed (their last counts written) with the app; given ones
     # belong to the caller.
-    owned_counts = fleet_counters.shared(settings.redis_url) if counters is None else None
-    counts: Counts = counters if counters is not None else fleet_counters.shared(settings.redis_url)
+    shared = fleet_counters.shared(settings.redis_url, settings.fleet_counters_namespace)
+    owned_counts = shared if counters is None else None
+    counts: Counts = counters if counters is not None else shared
     if publisher is None:
         publisher = RabbitPublisher(
             settings.rabbitmq_url,

@@ -47,7 +47,7 @@ def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
         *metrics,
         QueueWait(),
         # Messages in and out of each queue, written to Redis for the console's rates.
-        QueueTraffic(fleet_counters.shared(settings.redis_url)),
+        QueueTraffic(fleet_counters.shared(settings.redis_url, settings.fleet_counters_namespace)),
         TraceContext(),
         AgeLimit(),
         TimeLimit(time_limit=TIME_LIMIT_MS),

@@ -71,7 +71,7 @@ def build_resources(settings: Settings, options: ApiOptions) -> ApiResources:
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     # TraceContext: the job carries the request's trace context to the worker that consumes it;
     # QueueTraffic counts what the API publishes, for the console's rates in.
-    counters = fleet_counters.shared(settings.redis_url)
+    counters = fleet_counters.shared(settings.redis_url, settings.fleet_counters_namespace)
     broker = RabbitmqBroker(
         url=settings.rabbitmq_url, confirm_delivery=True, middleware=[TraceContext(), QueueTraffic(counters)]
     )

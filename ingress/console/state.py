@@ -44,6 +44,7 @@ class ConsoleOptions:
             session_seconds=settings.console_session_seconds,
             rabbitmq_url=settings.rabbitmq_url,
             management_url=settings.rabbitmq_management_url,
+            counters_namespace=settings.fleet_counters_namespace,
             secure_cookies=settings.console_secure_cookies,
             sign_in_limit=settings.console_sign_in_limit,
             sign_in_window_seconds=settings.console_sign_in_window_seconds,

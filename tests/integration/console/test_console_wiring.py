@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_every_counting_part_writes_where_the_console_reads(settings: Settings) -> None:
-    shared = fleet_counters.shared(settings.redis_url)
+    shared = fleet_counters.shared(settings.redis_url, settings.fleet_counters_namespace)
     assert shared.namespace == ConsoleOptions.from_settings(settings).counters_namespace
     broker = build_broker(settings)
     resources = build_resources(settings, ApiOptions())
