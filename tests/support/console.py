@@ -19,7 +19,6 @@ from devkit.tenants import Tenant
 from domain.apikeys import generate_key
 from ingress.api import ApiState
 from ingress.console import ConsoleOptions
-from ingress.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,6 @@ class ConsoleSetup:
     app: Starlette
     options: ConsoleOptions
     api: ApiState
-    metrics: Metrics  # the ingress's request counters, which the overview reads
 
 
 def hidden(html: str, name: str) -> str:
