@@ -31,6 +31,8 @@ from workers.cli import traffic
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 PG_OUTAGE_SECONDS = float(os.environ.get("FAULTS_PG_OUTAGE_SECONDS", "40"))
+# The send actor's retry options (workers/actors/outbound.py; importing it would boot its engine).
+SEND_RETRIES, SEND_MIN_BACKOFF_MS, SEND_MAX_BACKOFF_MS = 8, 1_000, 60_000
 DRAIN_SECONDS = float(os.environ.get("FAULTS_DRAIN_SECONDS", "120"))
 # Each phase starts a broadcast this large (a few chunks at the broadcasting number's rate).
 BROADCAST_SIZE = int(os.environ.get("FAULTS_BROADCAST_SIZE", "200"))
@@ -186,11 +188,24 @@ def restart_postgres(stack: Stack, load: Load) -> str:
     return "pg_ctl restart -m fast"
 
 
+def retry_budget_seconds() -> tuple[float, float]:
+    """How long the send actor's retries would last if an outage spent them (Dramatiq's jittered
+    backoff, `min_backoff * 2**n * U(1, 2)`, past `max_backoff` drawn from its upper half): the
+    shortest and longest. The smallest budget of the fleet; the outage hold keeps it unspent."""
+    low = high = 0.0
+    for n in range(SEND_RETRIES):
+        base, cap = SEND_MIN_BACKOFF_MS * 2**n, SEND_MAX_BACKOFF_MS
+        low += (base if base <= cap else cap / 2) / 1000
+        high += min(2 * base, cap) / 1000
+    return low, high
+
+
 def postgres_outage(stack: Stack, load: Load) -> str:
     stack.postgres.stop()
     time.sleep(PG_OUTAGE_SECONDS)
     stack.postgres.start()
-    return f"down {PG_OUTAGE_SECONDS:.0f} s (outbound retries 1+2+4+8+16 s = 31 s)"
+    low, high = retry_budget_seconds()
+    return f"down {PG_OUTAGE_SECONDS:.0f} s (the send actor's retries, unheld, would last {low:.0f}-{high:.0f} s)"
 
 
 def restart_redis(stack: Stack, load: Load) -> Injected:
