@@ -72,7 +72,8 @@ WITH incoming AS (
         %(codes)s::int[], %(titles)s::text[], %(details)s::text[]
     ) AS i(message_id, status, sent, delivered, read, failed, code, title, details)
 ), current AS (
-    SELECT m.id, m.status FROM messages m JOIN incoming i ON i.message_id = m.id ORDER BY m.id FOR NO KEY UPDATE OF m
+    SELECT m.id, m.status FROM messages m JOIN incoming i ON i.message_id = m.id
+    ORDER BY m.id FOR NO KEY UPDATE OF m
 ), decided AS (
     SELECT i.*, c.status AS old_status,
            (c.status NOT IN {_TERMINAL!r} AND {_rank_sql("i.status")} > {_rank_sql("c.status")}) AS advances
