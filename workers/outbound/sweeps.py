@@ -55,4 +55,4 @@ def requeue_orphaned(res: resources.Resources, older_than_seconds: float = ORPHA
 
 
 def sync_templates(res: resources.Resources) -> int:
-    return sync_all(res.engine, res.graph.client)
+    return sync_all(res.engine, res.graph.client, res.stopping.is_set)

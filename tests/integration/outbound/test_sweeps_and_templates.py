@@ -142,6 +142,14 @@ def test_scheduled_sync_that_cannot_reach_the_graph_api_raises_so_it_is_retried_
         assert [t.status for t in named(uow.conn, "order_update")] == ["APPROVED"]
 
 
+def test_a_stopping_scheduler_syncs_no_further_organization(fake: RunningFakeGraph, tenant: Tenant) -> None:
+    fake.seed_templates(tenant.waba_id, [TEMPLATE])
+    with GraphClient(fake.url, "v21.0") as graph:
+        assert sync_all(tenant.engine, graph, stopping=lambda: True) == 0
+    with UnitOfWork(tenant.engine, organization_id=tenant.organization_id) as uow:
+        assert named(uow.conn, "order_update") == []
+
+
 def test_template_status_webhooks_update_the_template(fake: RunningFakeGraph, tenant: Tenant) -> None:
     fake.seed_templates(tenant.waba_id, [TEMPLATE])
     with GraphClient(fake.url, "v21.0") as graph:
