@@ -27,7 +27,6 @@ per second: the API's own per-request cost is not what is measured here. Prints 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -36,14 +35,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aiohttp
 import httpx
-import orjson
 import redis
 import sqlalchemy as sa
 
 from bench import procstat
 from bench.fake_graph import start_fake_graph
+from bench.graph_ceiling import graph_ceiling
 from bench.history import bench_database_url, create_tenants, seed_history
 from bench.paced_load import percentile
 
@@ -219,43 +217,6 @@ def _results(engine: Any) -> dict[str, Any]:
     }
 
 
-def _ceiling(url: str, numbers: int, total: int, in_flight: int) -> float:
-    """Posts straight to the fake with `in_flight` requests outstanding (one aiohttp pool)."""
-
-    async def run() -> float:
-        counter = iter(range(total))
-        headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
-        connector = aiohttp.TCPConnector(limit=in_flight)
-        async with aiohttp.ClientSession(url, connector=connector) as session:
-
-            async def worker() -> None:
-                for i in counter:
-                    body = {
-                        "messaging_product": "whatsapp",
-                        "to": f"2{i:011d}",
-                        "type": "text",
-                        "text": {"body": "x"},
-                        "biz_opaque_callback_data": f"ceiling-{i}",
-                    }
-                    path = f"/v21.0/ceiling-pn-{i % numbers}/messages"
-                    for _ in range(3):  # a kept-alive connection the fake closed meanwhile: once more
-                        try:
-                            async with session.post(
-                                path, data=orjson.dumps(body), headers=headers
-                            ) as response:
-                                await response.read()
-                                response.raise_for_status()
-                            break
-                        except aiohttp.ServerDisconnectedError:
-                            continue
-
-            started = time.monotonic()
-            await asyncio.gather(*(worker() for _ in range(in_flight)))
-            return total / (time.monotonic() - started)
-
-    return asyncio.run(run())
-
-
 class _Cpu:
     """CPU seconds of the worker processes, Postgres, Redis and the fake since `start`."""
 
@@ -406,11 +367,14 @@ def main() -> None:
             report["cpu_us_per_send"] = cpu_per_send
             report["worker_rss_mb"] = worker_rss
             fake_before = procstat.cpu_seconds(fake_pid)
-            ceiling = _ceiling(fake_url, args.numbers, args.ceiling_requests, args.ceiling_in_flight)
+            measured = graph_ceiling(
+                fake_url, args.ceiling_requests, args.ceiling_in_flight, numbers=args.numbers
+            )
+            ceiling = measured.per_s
             fake_us = (procstat.cpu_seconds(fake_pid) - fake_before) / args.ceiling_requests * 1e6
             offered = min(ceiling, args.numbers * args.mps)
             report["ceiling"] = {
-                "client": f"aiohttp, {args.ceiling_in_flight} in flight, same fake and latency",
+                "client": measured.client,
                 "per_s": round(ceiling, 1),
                 "fake_cpu_us_per_request": round(fake_us),
                 "target_per_s": args.numbers * args.mps,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -323,14 +324,31 @@ bulk_jobs = Table(
         postgresql_where=text("idempotency_key IS NOT NULL"),
     ),
     Index("ix_bulk_jobs_org_created", "organization_id", text("created_at DESC"), "id"),
+    # The target of its items' and chunks' (job, organization) key.
+    UniqueConstraint("id", "organization_id"),
 )
+
+
+def _job_org() -> Column[object]:
+    """A job's item or chunk belongs to the job's organization: its key to the job says so, and
+    the job's own key cascades from the organization (no second key, nor its index)."""
+    return Column("organization_id", UUID(as_uuid=True), nullable=False)
+
+
+def _job_key() -> ForeignKeyConstraint:
+    # One trigger call per inserted row instead of two (job, organization), and it refuses an
+    # item or chunk of one tenant under another tenant's job.
+    return ForeignKeyConstraint(
+        ["bulk_job_id", "organization_id"], ["bulk_jobs.id", "bulk_jobs.organization_id"], ondelete="CASCADE"
+    )
+
 
 bulk_job_items = Table(
     "bulk_job_items",
     metadata,
     _id(),
-    _org(),
-    Column("bulk_job_id", UUID(as_uuid=True), ForeignKey("bulk_jobs.id", ondelete="CASCADE"), nullable=False),
+    _job_org(),
+    Column("bulk_job_id", UUID(as_uuid=True), nullable=False),
     Column("seq", Integer, nullable=False),
     Column("recipient", Text, nullable=False),
     Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
@@ -348,8 +366,10 @@ bulk_job_items = Table(
         "status in ('pending', 'submitted', 'succeeded', 'failed', 'skipped', 'cancelled')",
         name="status_known",
     ),
+    _job_key(),
     Index("ix_bulk_job_items_job_chunk", "bulk_job_id", "chunk"),
-    Index("ix_bulk_job_items_message_id", "message_id"),
+    # Only items with a message: planning inserts none, so the index costs it nothing.
+    Index("ix_bulk_job_items_message_id", "message_id", postgresql_where=text("message_id IS NOT NULL")),
 )
 
 # A job's unit of execution: released (its job enqueued) a few at a time, submitted (its items'
@@ -357,8 +377,8 @@ bulk_job_items = Table(
 bulk_job_chunks = Table(
     "bulk_job_chunks",
     metadata,
-    _org(),
-    Column("bulk_job_id", UUID(as_uuid=True), ForeignKey("bulk_jobs.id", ondelete="CASCADE"), nullable=False),
+    _job_org(),
+    Column("bulk_job_id", UUID(as_uuid=True), nullable=False),
     Column("chunk", Integer, nullable=False),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("released", Boolean, nullable=False, server_default=text("false")),
@@ -367,6 +387,7 @@ bulk_job_chunks = Table(
     Column("settled_at", DateTime(timezone=True)),
     *_timestamps(),
     PrimaryKeyConstraint("bulk_job_id", "chunk"),
+    _job_key(),
     CheckConstraint("status in ('pending', 'submitted', 'done', 'cancelled')", name="status_known"),
     Index(
         "ix_bulk_job_chunks_unsettled",

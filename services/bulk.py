@@ -298,15 +298,27 @@ _SLOT = re.compile(r'"\\u0000(\d+)\\u0000"')
 class _Filler:
     """The job's components encoded once as JSON with a slot for each text naming contact
     fields: a recipient's params are the slots filled in (`_personalised`'s result, encoded),
-    with no walk of the structure per recipient."""
+    with no walk of the structure per recipient. Each slot's text is split once around its
+    fields and its literal pieces JSON-escaped then (JSON escapes character by character, so the
+    escaped pieces and values joined are the escaped text): per recipient only its values are
+    escaped and the pieces joined."""
 
     def __init__(self, components: Sequence[Mapping[str, Any]], texts: list[str], parts: list[str]) -> None:
         self._components = components
-        self._texts = texts
-        self._head = parts[0]
-        self._slots = [(int(parts[k]), parts[k + 1]) for k in range(1, len(parts), 2)]
+        slots = [(int(parts[k]), parts[k + 1]) for k in range(1, len(parts), 2)]
         # A text that itself looks like a slot marker (NUL characters) is filled the slow way.
-        self._walk = [index for index, _ in self._slots] != list(range(len(texts)))
+        self._walk = [index for index, _ in slots] != list(range(len(texts)))
+        self._pieces: list[str] = [parts[0]]
+        self._fields: list[tuple[int, str]] = []  # (position in pieces, contact field)
+        for index, after in slots:
+            split = _CONTACT_FIELDS.split(texts[index])  # literal, field, literal, ..., literal
+            self._pieces.append('"' + _escaped(split[0]))
+            for k in range(1, len(split), 2):
+                self._fields.append((len(self._pieces), split[k]))
+                self._pieces.append("")
+                self._pieces.append(_escaped(split[k + 1]))
+            self._pieces.append('"' + after)
+        self._names = any(name == "name" for _, name in self._fields)
 
     @classmethod
     def of(cls, components: Sequence[Mapping[str, Any]]) -> _Filler | None:
@@ -331,16 +343,18 @@ class _Filler:
     def params(self, contact: repo.ContactRow | None, wa_id: str) -> Mapping[str, Any] | repo.EncodedJson:
         if self._walk:
             return {"components": _personalised(self._components, contact, wa_id)}
-        values = {"name": (contact.profile_name if contact else None) or "", "wa_id": wa_id}
-
-        def value(m: re.Match[str]) -> str:
-            return values[m.group(1)]
-
-        out = [self._head]
-        for index, after in self._slots:
-            out.append(orjson.dumps(_CONTACT_FIELDS.sub(value, self._texts[index])).decode())
-            out.append(after)
+        values = {"wa_id": wa_id if wa_id.isdigit() else _escaped(wa_id)}
+        if self._names:
+            values["name"] = _escaped((contact.profile_name if contact else None) or "")
+        out = self._pieces.copy()
+        for position, name in self._fields:
+            out[position] = values[name]
         return repo.EncodedJson("".join(out))
+
+
+def _escaped(text: str) -> str:
+    """`text` as inside a JSON string (orjson's escapes, without the quotes)."""
+    return orjson.dumps(text).decode()[1:-1]
 
 
 def _personalised(

@@ -30,6 +30,14 @@ CASES: list[list[dict[str, Any]]] = [
             "parameters": [{"type": "text", "text": "{{contact.wa_id}}x"}],
         },
     ],
+    [
+        {
+            "type": "body",
+            "parameters": [
+                {"type": "text", "text": "{{contact.name}}{{contact.wa_id}}\u0001 {{contact.name}}"}
+            ],
+        }
+    ],
 ]
 CONTACTS = [None, ContactRow(uuid4(), "155501", 'Ann "B" \\ \t', False, None)]
 
@@ -63,3 +71,13 @@ def test_a_text_that_looks_like_a_slot_is_filled_the_slow_way() -> None:
     filler = _Filler.of(components)
     assert filler is not None
     assert filler.params(None, "155501") == {"components": _personalised(components, None, "155501")}
+
+
+@pytest.mark.parametrize("components", CASES)
+def test_a_recipient_that_is_not_digits_is_escaped_as_orjson_would(components: list[dict[str, Any]]) -> None:
+    filler = _Filler.of(components)
+    assert filler is not None
+    wa_id = 'x"\\\n\u00e9'
+    params = filler.params(None, wa_id)
+    assert isinstance(params, EncodedJson)
+    assert params.text == orjson.dumps({"components": _personalised(components, None, wa_id)}).decode()
