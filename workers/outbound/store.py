@@ -92,7 +92,7 @@ class PostgresSendStore:
     def _claim_org(self, org: UUID, ids: list[UUID]) -> dict[UUID, Claim | Decided]:
         """One transaction; a deadlock victim or a dropped connection is rolled back whole, so it
         is tried again whole."""
-        with UnitOfWork(self._engine, organization_id=org) as uow:
+        with UnitOfWork(self._engine, organization_id=org, custom_plans=True) as uow:
             answers = self._decide_claims(uow.conn, org, ids)
             uow.commit()
         return answers
@@ -156,7 +156,7 @@ class PostgresSendStore:
         """The wamids, and what arrived for them before they were known, in one transaction: the
         wamids' locks in one statement (in one order, so two batches never wait in a cycle), then
         the rows in another."""
-        with UnitOfWork(self._engine, organization_id=org) as uow:
+        with UnitOfWork(self._engine, organization_id=org, custom_plans=True) as uow:
             repo.lock_wamids(uow.conn, [r.wamid for r in records])
             mine = repo.record_sent_many(uow.conn, records)
             audit.record_send_outcomes(uow.conn, org, _sent_outcomes(records, mine))
