@@ -101,10 +101,15 @@ class KeyedCoalescer(Generic[Key, Item, Result]):
             raise ValueError("concurrency must be at least 1")
         self._run = run
         self._max_batch = max_batch
+        self._concurrency = concurrency
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self._queues: dict[Key, Coalescer[Item, Result]] = {}
 
     async def submit(self, key: Key, item: Item) -> Result:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a semaphore and futures belong to one loop
+            self._loop, self._slots, self._queues = loop, asyncio.Semaphore(self._concurrency), {}
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = Coalescer(
