@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Development mode: the published development secrets and token key are accepted (never elsewhere).
 export APP_ENV ?= development
 
-.PHONY: run test test-pgbouncer faults soak install migrate lint typecheck unit integration bench clean
+.PHONY: run test test-pgbouncer faults soak screenshots install migrate lint typecheck unit integration bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ faults: install
 ## soak: the whole fleet under mixed traffic for 10 minutes (MINUTES=2 for a short one); prints JSON
 soak: install
 	$(BIN)/python -m bench.soak --minutes $(or $(MINUTES),10)
+
+## screenshots: the console's browser tests, saving the screenshots README shows into docs/
+screenshots: install
+	CONSOLE_SCREENSHOTS_DIR=docs $(BIN)/pytest -q tests/integration/console -k browser
 
 unit: install
 	$(BIN)/pytest -q tests/unit

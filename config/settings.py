@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     console_session_seconds: int = Field(default=8 * 3600, ge=60)
     # Console: mark its cookies Secure (set when it is served over HTTPS, as behind a balancer).
     console_secure_cookies: bool = False
+    # Where every process writes its fleet-wide counts (queue traffic, webhook answers, pacing
+    # deferrals) and the console reads them: a Redis key prefix, one per deployment.
+    fleet_counters_namespace: str = "adsapp:counts"
+    # Console: failed API-key sign-ins allowed per client address per window; past it, 429.
+    console_sign_in_limit: int = Field(default=10, ge=1)
+    console_sign_in_window_seconds: float = Field(default=300.0, gt=0)
 
     # Observability. Metrics are served on internal ports, one per process group, never on $PORT.
     metrics_host: str = "127.0.0.1"
@@ -132,7 +138,8 @@ class Settings(BaseSettings):
     metrics_dir: str = "var/prometheus"
     # uvicorn worker processes of the ingress (`python -m ingress.run`).
     web_concurrency: int = Field(default=1, ge=1, le=64)
-    # Optional (http://user:password@host:15672): unacked counts per queue need RabbitMQ's statistics.
+    # Optional (http://user:password@host:15672): unacked counts per queue need RabbitMQ's statistics
+    # (the console then shows the broker's own rates in and out; without it, the fleet's counts).
     rabbitmq_management_url: str | None = None
     # How often the scheduler refreshes the fleet gauges (queue depths, outbox, breakers).
     fleet_gauges_interval_seconds: float = Field(default=10.0, gt=0)

@@ -182,6 +182,26 @@ def start_worker(
     return process
 
 
+def start_scheduler(env: Mapping[str, str] | None = None, timeout: float = 60.0) -> Process:
+    """`workers.scheduler` on a metrics port of its own (the default one may be any other fleet's on
+    this machine: a second scheduler would exit at once on EADDRINUSE), ready once that answers."""
+    port = free_port()
+    process = Process(
+        "scheduler",
+        [sys.executable, "-m", "workers.scheduler"],
+        {"METRICS_HOST": "127.0.0.1", "SCHEDULER_METRICS_PORT": str(port), **(env or {})},
+    ).start()
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    process.wait_ready(ready, timeout)
+    return process
+
+
 def queue_depth(amqp_url: str, queue: str) -> int:
     """Messages ready in a declared queue."""
     import pika

@@ -38,6 +38,8 @@ from ingress.publisher import Publisher, RabbitPublisher
 from ingress.signatures import StripeVerifier, WhatsAppVerifier
 from ingress.tracing import server_spans
 from ingress.webhooks import WebhookRoute, WebhookSource
+from services import fleet_counters
+from services.fleet_counters import Counts
 from services.telemetry import tracing
 
 logger = logging.getLogger(__name__)
@@ -102,10 +104,17 @@ def create_app(
     publisher: Publisher | None = None,
     probes: Mapping[str, Probe] | None = None,
     configure_logs: bool = True,
+    counters: Counts | None = None,
 ) -> IngressApp:
-    """The ingress app. `publisher` and `probes` replace the real broker and dependency checks."""
+    """The ingress app. `publisher` and `probes` replace the real broker and dependency checks;
+    `counters`, the fleet-wide counts of webhook answers and publishes (this process's shared ones)."""
     settings = settings or get_settings()
     metrics = Metrics()
+    # The process's shared counters are closed (their last counts written) with the app; given ones
+    # belong to the caller.
+    shared = fleet_counters.shared(settings.redis_url, settings.fleet_counters_namespace)
+    owned_counts = shared if counters is None else None
+    counts: Counts = counters if counters is not None else shared
     if publisher is None:
         publisher = RabbitPublisher(
             settings.rabbitmq_url,
@@ -117,7 +126,7 @@ def create_app(
     readiness = Readiness({}, settings.readiness_timeout_seconds)
     # /api/v1 does SQL (unlike the webhook path); its engine, Redis and broker connect lazily.
     api = ApiState(settings, registry=metrics.registry)
-    console = ConsoleState(api, ConsoleOptions.from_settings(settings), registry=metrics.registry)
+    console = ConsoleState(api, ConsoleOptions.from_settings(settings))
 
     def route(source: WebhookSource, path: str, verify_token: str | None = None) -> WebhookRoute:
         return WebhookRoute(
@@ -128,6 +137,7 @@ def create_app(
             max_json_depth=settings.max_json_depth,
             path=path,
             verify_token=verify_token,
+            counters=counts,
         )
 
     whatsapp = route(
@@ -188,6 +198,8 @@ def create_app(
         finally:
             await active_publisher.close(drain_timeout=settings.publish_timeout_seconds)
             api.close()
+            if owned_counts is not None:
+                owned_counts.close()
             if redis is not None:
                 await redis.aclose()
             logger.info("ingress stopped")

@@ -24,6 +24,8 @@ from ingress.message import encode_message
 from ingress.metrics import Metrics
 from ingress.payload import InvalidBody, parse_json
 from ingress.publisher import Publisher, PublishFailed
+from services import queue_traffic, webhook_answers
+from services.fleet_counters import Counts
 from services.telemetry import tracing
 
 logger = logging.getLogger(__name__)
@@ -62,8 +64,11 @@ class WebhookRoute:
         max_json_depth: int,
         path: str,
         verify_token: str | None = None,
+        counters: Counts | None = None,
     ) -> None:
         self._source = source
+        # The fleet-wide counts of answers and publishes the console shows (in memory; see there).
+        self._counters = counters
         self._publisher = publisher
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
@@ -150,6 +155,8 @@ class WebhookRoute:
             return
         if span is not None:
             span.end()
+        if self._counters is not None:
+            queue_traffic.count_in(self._counters, source.queue_name)
         self._metrics.observe(self._metrics.publish_latency, time.perf_counter() - started, source.queue_name)
         await self._respond(send, 200, _QUEUED, request_id)
 
@@ -166,6 +173,8 @@ class WebhookRoute:
     async def _respond(self, send: Send, status: int, body: bytes, request_id: str) -> None:
         # POSTs are dispatched ahead of the metrics middleware, so they count their own answers.
         self._metrics.count_request(self._path, status)
+        if self._counters is not None:
+            webhook_answers.count_answer(self._counters, self._source.name, status)
         await http.respond(send, status, body, request_id)
 
     async def _handshake(self, scope: Scope, send: Send) -> None:

@@ -5,7 +5,9 @@ the consumers of a queue and of its `.DQ` and `.XQ`, and the oldest ready messag
 Dramatiq's `message_timestamp` by peeking at the head message and putting it straight back (the
 management UI's "get messages, requeue" does the same). Unacknowledged counts are known only to the
 broker's own statistics, so they come from the management HTTP API when `management_url` is given
-(`http://guest:guest@127.0.0.1:15672`), and are `None` otherwise.
+(`http://guest:guest@127.0.0.1:15672`), and are `None` otherwise; so do the broker's own rates of
+messages published into and acknowledged out of each queue (`services.queue_traffic` counts them
+from the fleet's side where there is no management plugin).
 
 A queue nobody has declared yet is reported with `exists=False`, not as an error: the scheduler may
 run before the first worker of a group.
@@ -41,6 +43,19 @@ class QueueDepth:
     # a head message that is not Dramatiq's.
     unacked: int | None
     oldest_ready_age_seconds: float | None
+    # Messages per second published into / acknowledged out of the queue, by the management API.
+    rate_in: float | None = None
+    rate_out: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Managed:
+    unacked: int | None
+    rate_in: float | None
+    rate_out: float | None
+
+
+_UNMANAGED = _Managed(None, None, None)
 
 
 class QueueStatsError(Exception):
@@ -58,7 +73,7 @@ def queue_depths(
 ) -> list[QueueDepth]:
     """The depth of each queue, in the order given. Raises QueueStatsError if RabbitMQ cannot be reached."""
     names = list(queues)
-    unacked = _management_unacked(management_url, _vhost(amqp_url), names, timeout) if management_url else {}
+    managed = _management(management_url, _vhost(amqp_url), names, timeout) if management_url else {}
     params = pika.URLParameters(amqp_url)
     params.socket_timeout = timeout
     params.blocked_connection_timeout = timeout
@@ -69,7 +84,7 @@ def queue_depths(
         raise QueueStatsError(f"rabbitmq unreachable: {type(exc).__name__}: {exc}") from exc
     try:
         reader = _Reader(connection)
-        return [reader.depth(name, unacked.get(name), peek_oldest, clock) for name in names]
+        return [reader.depth(name, managed.get(name, _UNMANAGED), peek_oldest, clock) for name in names]
     except pika.exceptions.AMQPError as exc:
         raise QueueStatsError(f"rabbitmq failed: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -94,7 +109,7 @@ class _Reader:
         return int(method.message_count), int(method.consumer_count)
 
     def depth(
-        self, name: str, unacked: int | None, peek_oldest: bool, clock: Callable[[], float]
+        self, name: str, managed: _Managed, peek_oldest: bool, clock: Callable[[], float]
     ) -> QueueDepth:
         main = self._declared(name)
         delayed = self._declared(name + DELAY_SUFFIX)
@@ -108,8 +123,10 @@ class _Reader:
             consumers=consumers,
             delayed=delayed[0] if delayed else 0,
             dead=dead[0] if dead else 0,
-            unacked=unacked,
+            unacked=managed.unacked,
             oldest_ready_age_seconds=age,
+            rate_in=managed.rate_in,
+            rate_out=managed.rate_out,
         )
 
     def _oldest_age(self, name: str, clock: Callable[[], float]) -> float | None:
@@ -136,9 +153,7 @@ def _vhost(amqp_url: str) -> str:
     return unquote(path[1:]) if len(path) > 1 else "/"
 
 
-def _management_unacked(
-    management_url: str, vhost: str, names: list[str], timeout: float
-) -> dict[str, int | None]:
+def _management(management_url: str, vhost: str, names: list[str], timeout: float) -> dict[str, _Managed]:
     parts = urlsplit(management_url)
     auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
     if parts.hostname is None:
@@ -151,17 +166,34 @@ def _management_unacked(
             url,
             auth=auth,
             timeout=timeout,
-            params={"columns": "name,messages_unacknowledged"},
+            params={"columns": "name,messages_unacknowledged,message_stats"},
         )
         answer.raise_for_status()
         rows: list[dict[str, Any]] = answer.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise QueueStatsError(f"rabbitmq management api failed: {type(exc).__name__}: {exc}") from exc
     wanted = set(names)
-    found: dict[str, int | None] = {}
+    found: dict[str, _Managed] = {}
     for row in rows:
         name = row.get("name")
+        if name not in wanted:
+            continue
         count = row.get("messages_unacknowledged")
-        if name in wanted:
-            found[str(name)] = int(count) if isinstance(count, int) else None
+        stats = row.get("message_stats") or {}
+        found[str(name)] = _Managed(
+            int(count) if isinstance(count, int) else None,
+            _rate(stats, "publish_details"),
+            _rate(stats, "ack_details"),
+        )
     return found
+
+
+def _rate(stats: Any, name: str) -> float | None:
+    # A queue nothing has been published to has no message_stats at all: its rate is 0, not unknown.
+    if not isinstance(stats, dict):
+        return None
+    details = stats.get(name)
+    if details is None:
+        return 0.0
+    rate = details.get("rate") if isinstance(details, dict) else None
+    return float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) else None

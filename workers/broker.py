@@ -20,6 +20,8 @@ from dramatiq.middleware import (
 )
 
 from config import Settings, get_settings
+from services import fleet_counters
+from services.queue_traffic import QueueTraffic
 from services.telemetry.dramatiq_context import TraceContext
 from workers.consumer import QueuedAckRabbitmqBroker
 from workers.deadletters import DeadLetterRecorder
@@ -44,6 +46,8 @@ def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
     middleware = [
         *metrics,
         QueueWait(),
+        # Messages in and out of each queue, written to Redis for the console's rates.
+        QueueTraffic(fleet_counters.shared(settings.redis_url, settings.fleet_counters_namespace)),
         TraceContext(),
         AgeLimit(),
         TimeLimit(time_limit=TIME_LIMIT_MS),

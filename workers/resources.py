@@ -27,6 +27,9 @@ class Resources:
     jobs: BrokerJobPublisher
     graph: GraphAdapters
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # Set when the process is stopping: a long task (a template sync over every organization) ends
+    # at its next step rather than run on into the exit.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def on_close(self, close: Callable[[], None]) -> None:
         """Run `close` first when the resources close (what was built over them)."""

@@ -46,6 +46,17 @@ OUTBOX_BATCH = 500
 RETRY_AFTER_FAILURE_SECONDS = 30.0
 
 
+# Tasks that wait on the Graph API run in a lane (thread) of their own: a template sync pages
+# through every organization's accounts, minutes with thousands of tenants or while the Graph API
+# refuses, and the database sweeps (the outbox every 5 s, dead-letter redrives every second) must
+# keep their pace meanwhile.
+SWEEPS_LANE = "sweeps"
+GRAPH_LANE = "graph"
+# At a stop, how long a lane still busy with a task is waited for. Every task is idempotent and
+# commits per batch or organization, so one cut off by the exit is simply run again next time.
+STOP_GRACE_SECONDS = 5.0
+
+
 @dataclass
 class PeriodicTask:
     name: str
@@ -53,6 +64,7 @@ class PeriodicTask:
     run: Callable[[resources.Resources], int]
     next_at: float = field(default=0.0)
     retry_seconds: float = RETRY_AFTER_FAILURE_SECONDS
+    lane: str = SWEEPS_LANE
 
     def delay_after(self, ok: bool) -> float:
         """Seconds until the next run: the interval, or after a failure the shorter retry wait."""
@@ -96,7 +108,7 @@ TASKS: list[PeriodicTask] = [
     PeriodicTask("outbox", 5.0, sweep_outbox),
     PeriodicTask("outbound-stuck-sending", 30.0, outbound.expire_stuck_sending),
     PeriodicTask("outbound-orphaned-queued", 300.0, outbound.requeue_orphaned),
-    PeriodicTask("template-sync", 6 * 3600.0, outbound.sync_templates),
+    PeriodicTask("template-sync", 6 * 3600.0, outbound.sync_templates, lane=GRAPH_LANE),
     PeriodicTask("inbound-parked-changes", 60.0, sweep_parked_changes),
     PeriodicTask("bulk-stale-chunks", 15.0, sweep_bulk_chunks),
     PeriodicTask("bulk-items-gauge", 15.0, gauge_bulk_items),
@@ -108,6 +120,26 @@ TASKS: list[PeriodicTask] = [
 
 
 def run(stop: threading.Event, tasks: list[PeriodicTask], res: resources.Resources) -> None:
+    """Run `tasks` until `stop` is set: each lane's tasks one after another on a thread of the lane's,
+    so a slow task delays only its own lane."""
+    lanes: dict[str, list[PeriodicTask]] = {}
+    for task in tasks:
+        lanes.setdefault(task.lane, []).append(task)
+    threads = [
+        threading.Thread(target=_run_lane, args=(stop, lane, res), name=f"lane-{name}", daemon=True)
+        for name, lane in lanes.items()
+    ]
+    for thread in threads:
+        thread.start()
+    stop.wait()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("stopping with a task still running", extra={"lane": thread.name})
+
+
+def _run_lane(stop: threading.Event, tasks: list[PeriodicTask], res: resources.Resources) -> None:
     while not stop.is_set():
         now = time.monotonic()
         for task in tasks:
@@ -143,7 +175,7 @@ def main() -> None:
     )
     broker = setup_broker(settings)
     res = resources.build(broker, settings)
-    stop = threading.Event()
+    stop = res.stopping
     gauges = FleetGauges(sorted({queue for group in GROUPS.values() for queue in group.queues}))
     tasks = [*TASKS, PeriodicTask("fleet-gauges", settings.fleet_gauges_interval_seconds, gauges.refresh)]
     registry = CollectorRegistry(auto_describe=False)

@@ -8,7 +8,7 @@ The send API checks template sends against these rows, so they must follow Meta:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from uuid import UUID
 
@@ -51,13 +51,16 @@ class TemplateSyncIncomplete(RuntimeError):
         self.failed, self.total, self.written = failed, total, written
 
 
-def sync_all(engine: Engine, graph: GraphClient) -> int:
+def sync_all(engine: Engine, graph: GraphClient, stopping: Callable[[], bool] = lambda: False) -> int:
     """Sync every organization with an account; one failing organization does not stop the rest,
-    but the run then raises TemplateSyncIncomplete so its caller (the scheduler) tries again soon."""
+    but the run then raises TemplateSyncIncomplete so its caller (the scheduler) tries again soon.
+    Once `stopping()` says so, the organizations not reached yet are left for the next run."""
     with UnitOfWork(engine, system=True) as uow:
         organizations = sorted({org for org, _ in repo.all_accounts(uow.conn)})
     written = failed = 0
     for organization_id in organizations:
+        if stopping():
+            break
         try:
             written += sync_organization(engine, graph, organization_id)
         except Exception:

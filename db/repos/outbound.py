@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -465,10 +465,20 @@ def _settle(
     )
 
 
+STUCK_SENDING_TITLE: Final = "outcome unknown: the send was interrupted mid-call"
+
+
 # --- sweeps (system scope) ----------------------------------------------------------------------
 
 
-def expire_stuck_sending(conn: Connection, older_than_seconds: float, limit: int) -> int:
+@dataclass(frozen=True, slots=True)
+class Expired:
+    organization_id: UUID
+    message_id: UUID
+    attempt: int | None
+
+
+def expire_stuck_sending(conn: Connection, older_than_seconds: float, limit: int) -> list[Expired]:
     """Sends left in `sending` past the lease (their worker died mid-call) become `ambiguous`."""
     stuck = (
         sa.select(messages.c.id)
@@ -482,18 +492,18 @@ def expire_stuck_sending(conn: Connection, older_than_seconds: float, limit: int
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    return int(
-        conn.execute(
-            sa.update(messages)
-            .where(messages.c.id.in_(stuck))
-            .values(
-                status=AMBIGUOUS,
-                error_title="outcome unknown: the send was interrupted mid-call",
-                error_details="no outcome was recorded within the send lease",
-                updated_at=sa.func.now(),
-            )
-        ).rowcount
-    )
+    rows = conn.execute(
+        sa.update(messages)
+        .where(messages.c.id.in_(stuck))
+        .values(
+            status=AMBIGUOUS,
+            error_title=STUCK_SENDING_TITLE,
+            error_details="no outcome was recorded within the send lease",
+            updated_at=sa.func.now(),
+        )
+        .returning(messages.c.organization_id, messages.c.id, messages.c.attempts)
+    ).all()
+    return [Expired(r.organization_id, r.id, r.attempts) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)

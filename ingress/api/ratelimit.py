@@ -59,6 +59,7 @@ class RateLimiter:
         self._limit = limit
         self._window_ms = int(window_seconds * 1000)
         self._prefix = f"{namespace}:api:{scope}"
+        self._redis = redis
         self._script = redis.register_script(_HIT)
 
     def hit(self, key_id: UUID | str) -> RateState | None:
@@ -69,10 +70,27 @@ class RateLimiter:
         except RedisError:
             log.warning("rate limiter unavailable; request let through", exc_info=True)
             return None
-        count = int(count)
+        return self._state(int(count), int(ttl_ms))
+
+    def peek(self, key_id: UUID | str) -> RateState | None:
+        """The key's state without counting a request: `allowed` is False once the window's count
+        has passed the limit (a caller that must refuse before doing the work asks this first)."""
+        key = f"{self._prefix}:{key_id}"
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.get(key)
+            pipe.pttl(key)
+            count, ttl_ms = pipe.execute()
+        except RedisError:
+            log.warning("rate limiter unavailable; request let through", exc_info=True)
+            return None
+        ttl = int(ttl_ms)
+        return self._state(int(count or 0), ttl if ttl > 0 else self._window_ms)
+
+    def _state(self, count: int, ttl_ms: int) -> RateState:
         return RateState(
             limit=self._limit,
             remaining=max(0, self._limit - count),
-            reset_seconds=max(1, math.ceil(int(ttl_ms) / 1000)),
+            reset_seconds=max(1, math.ceil(ttl_ms / 1000)),
             allowed=count <= self._limit,
         )

@@ -22,7 +22,9 @@ from db.engine import create_db_engine
 from domain.ports import JobPublisher
 from ingress.api.errors import ApiError, ErrorCode
 from ingress.api.ratelimit import RateLimiter
+from services import fleet_counters
 from services.publisher import BrokerJobPublisher
+from services.queue_traffic import QueueTraffic
 from services.telemetry.dramatiq_context import TraceContext
 
 
@@ -67,8 +69,12 @@ class ApiResources:
 def build_resources(settings: Settings, options: ApiOptions) -> ApiResources:
     engine = create_db_engine(settings)
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    # TraceContext: the job carries the request's trace context to the worker that consumes it.
-    broker = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[TraceContext()])
+    # TraceContext: the job carries the request's trace context to the worker that consumes it;
+    # QueueTraffic counts what the API publishes, for the console's rates in.
+    counters = fleet_counters.shared(settings.redis_url, settings.fleet_counters_namespace)
+    broker = RabbitmqBroker(
+        url=settings.rabbitmq_url, confirm_delivery=True, middleware=[TraceContext(), QueueTraffic(counters)]
+    )
     jobs = BrokerJobPublisher(broker)
     limiter = RateLimiter(
         redis,
@@ -76,7 +82,7 @@ def build_resources(settings: Settings, options: ApiOptions) -> ApiResources:
         window_seconds=options.rate_window_seconds,
         namespace=options.redis_namespace,
     )
-    return ApiResources(engine, redis, jobs, limiter, options, owned=[jobs, redis, engine])
+    return ApiResources(engine, redis, jobs, limiter, options, owned=[counters, jobs, redis, engine])
 
 
 class ApiMetrics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ingress.console import auth
+from ingress.api.ratelimit import RateState
+from ingress.console import auth, fleet
 from ingress.console.bulkjobs import bulk_routes
 from ingress.console.deadletters import deadletter_routes
 from ingress.console.session import COOKIE, LOGIN_COOKIE, ConsoleSession
 from ingress.console.state import ConsoleState
 from ingress.console.web import Console
-from services import audit, breaker_keys, breakers, number_status, overview, queue_stats
+from services import audit, breaker_keys, breakers, number_status, overview
+
+log = logging.getLogger(__name__)
 
 
 def _safe_next(console: Console, target: str | None) -> str:
@@ -54,9 +58,35 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
         )
         return response
 
+    def limited(request: Request, rate: RateState) -> Response:
+        log.warning(
+            "console sign-in refused: too many failed attempts from this address",
+            extra={
+                "address": request.client.host if request.client else None,
+                "retry_after": rate.reset_seconds,
+            },
+        )
+        response = console.render(
+            request, "sign_in_limited.html", None, status_code=429, retry_after=rate.reset_seconds
+        )
+        response.headers.update(rate.headers())
+        response.headers["Retry-After"] = str(rate.reset_seconds)
+        return response
+
+    def _count_failure(address: str) -> RateState | None:
+        rate = state.sign_in_limiter.hit(address)
+        if rate is None:
+            state.api.metrics.limiter_unavailable.labels("console_sign_in").inc()
+        return rate
+
     async def login(request: Request) -> Response:
         if request.method == "GET":
             return await login_form(request)
+        address = request.client.host if request.client else "unknown"
+        # An address that spent its failed attempts is refused before its key is even looked at.
+        before = await run_in_threadpool(state.sign_in_limiter.peek, address)
+        if before is not None and before.remaining == 0:
+            return limited(request, before)
         form = await request.form()
         if not console.codec.login_token_matches(
             request.cookies.get(LOGIN_COOKIE), str(form.get("csrf_token") or "")
@@ -74,6 +104,9 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
                 state.api.options.redis_namespace,
             )
         except auth.SignInRefused as refused:
+            after = await run_in_threadpool(_count_failure, address)
+            if after is not None and after.remaining == 0:
+                return limited(request, after)
             return await login_form(request, error=refused.reason, status=401)
         await run_in_threadpool(
             audit.record_now, state.engine, session.actor, "console.sign_in",
@@ -109,29 +142,24 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
         )
         open_breakers = [n for n in listed if n.breaker.is_open]
         api_breaker = None
-        queues: list[queue_stats.QueueDepth] = []
+        queues: list[fleet.QueueLine] = []
         queue_error = None
-        # The API-wide breaker and the queues are the whole fleet's, not one tenant's.
+        answers = None
+        # The API-wide breaker, the queues and the webhook answers are the whole fleet's, not one
+        # tenant's: operators only.
         if session.operator:
             api_breaker = breakers.read(state.redis, options.breaker_namespace, [breaker_keys.API_SCOPE])[
                 breaker_keys.API_SCOPE
             ]
-            if options.rabbitmq_url:
-                try:
-                    # No peek at head messages: the console only reads, it never touches a queue.
-                    queues = queue_stats.queue_depths(
-                        options.rabbitmq_url, options.queues, peek_oldest=False, timeout=2.0
-                    )
-                except queue_stats.QueueStatsError as exc:
-                    queue_error = str(exc)
+            queues, queue_error = fleet.queue_lines(state.redis, options)
+            answers = fleet.answers(state.redis, options)
         return {
             "figures": figures,
             "open_breakers": open_breakers,
             "api_breaker": api_breaker,
             "queues": queues,
             "queue_error": queue_error,
-            # Fleet-wide traffic, not one tenant's: shown to operators only.
-            "webhook_answers": state.webhook_answers() if session.operator else {},
+            "webhook_answers": answers,
         }
 
     async def home(request: Request, session: ConsoleSession) -> Response:
@@ -142,11 +170,17 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
         context = await run_in_threadpool(_overview_context, session)
         return console.render(request, "_overview.html", session, **context)
 
-    async def number_list(request: Request, session: ConsoleSession) -> Response:
-        listed = await run_in_threadpool(
-            number_status.list_numbers, state.engine, state.redis, session.scope, options.breaker_namespace
+    def _numbers_context(session: ConsoleSession) -> dict[str, Any]:
+        listed = number_status.list_numbers(
+            state.engine, state.redis, session.scope, options.breaker_namespace
         )
-        return console.render(request, "numbers.html", session, numbers=listed)
+        # Only the numbers in the session's scope are asked for.
+        deferred = fleet.number_deferrals(state.redis, options, [n.phone_number_id for n in listed])
+        return {"numbers": listed, "deferrals": deferred}
+
+    async def number_list(request: Request, session: ConsoleSession) -> Response:
+        context = await run_in_threadpool(_numbers_context, session)
+        return console.render(request, "numbers.html", session, **context)
 
     async def reset_breaker(request: Request, session: ConsoleSession) -> Response:
         phone_number_id = request.path_params["phone_number_id"]

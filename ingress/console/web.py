@@ -42,7 +42,15 @@ def _age(value: datetime | None) -> str:
     return f"{max(seconds, 0)}s"
 
 
+def _rate(value: float | None) -> str:
+    # Unknown is a dash, never a zero: "nothing moved" and "nobody could say" differ.
+    if value is None:
+        return "—"
+    return f"{value:.1f}" if value >= 0.1 or value == 0 else "<0.1"
+
+
 templates.env.filters["age"] = _age
+templates.env.filters["rate"] = _rate
 
 Page = Callable[[Request, ConsoleSession], Awaitable[Response]]
 

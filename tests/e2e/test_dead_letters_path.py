@@ -4,8 +4,8 @@ unreadable delivery at once; an operator key lists and retries it over the uvico
 
 from __future__ import annotations
 
-import sys
 import uuid
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from db.repos.organizations import add_api_key
 from db.uow import UnitOfWork
-from devkit.processes import Process, start_ingress, start_worker, wait_for
+from devkit.processes import Process, start_ingress, start_scheduler, start_worker, wait_for
 from devkit.tenants import make_tenant
 from domain import jobs
 from domain.apikeys import generate_key
@@ -31,6 +31,10 @@ def _args(url: str, auth: dict[str, str], letter_id: str) -> object:
     ]
 
 
+def _stopped_cleanly(process: Process) -> None:
+    assert process.stop() in (0, -15), process.log()[-3000:]
+
+
 def test_an_unreadable_delivery_is_dead_lettered_retried_and_redriven(
     settings: Settings, engine: Engine
 ) -> None:
@@ -42,11 +46,15 @@ def test_an_unreadable_delivery_is_dead_lettered_retried_and_redriven(
         uow.commit()
     auth = {"Authorization": f"Bearer {key.plaintext}"}
     marker = f"not json {uuid.uuid4().hex}"
-    worker = start_worker([jobs.INBOUND_QUEUE, jobs.MEDIA_QUEUE], processes=1, threads=2)
-    ingress, url = start_ingress()
-    scheduler: Process | None = None
-    broker = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[])
-    try:
+    with ExitStack() as stack:
+        # Every process is stopped, whatever fails first: a worker left running would consume the
+        # queues of the tests after this one (they share the session's vhost).
+        worker = start_worker([jobs.INBOUND_QUEUE, jobs.MEDIA_QUEUE], processes=1, threads=2)
+        stack.callback(worker.stop)
+        ingress, url = start_ingress()
+        stack.callback(ingress.stop)
+        broker = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=[])
+        stack.callback(broker.close)
         BrokerJobPublisher(broker).publish(
             Job(jobs.INBOUND_QUEUE, jobs.WHATSAPP_DELIVERY_ACTOR, [marker], {})
         )
@@ -78,7 +86,8 @@ def test_an_unreadable_delivery_is_dead_lettered_retried_and_redriven(
             f"{url}/api/v1/dead-letters/retry", json={"ids": [again["id"]]}, headers=auth, timeout=10
         ).json()["data"]
         assert task["matched"] == 1
-        scheduler = Process("scheduler", [sys.executable, "-m", "workers.scheduler"]).start()
+        scheduler = start_scheduler()
+        stack.callback(_stopped_cleanly, scheduler)
 
         def finished() -> bool:
             got = httpx.get(f"{url}/api/v1/dead-letter-redrives/{task['id']}", headers=auth, timeout=10)
@@ -91,9 +100,3 @@ def test_an_unreadable_delivery_is_dead_lettered_retried_and_redriven(
             ]["moved"]
             == 1
         )
-    finally:
-        broker.close()
-        if scheduler is not None:
-            assert scheduler.stop() in (0, -15), scheduler.log()[-3000:]
-        ingress.stop()
-        worker.stop()

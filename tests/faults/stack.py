@@ -15,12 +15,13 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from sqlalchemy.engine import Engine
 
 from config import Settings
 from db.engine import create_db_engine
 from devkit.load import Target
 from devkit.processes import ROOT, consumers, free_port, wait_for
-from devkit.tenants import make_tenant
+from devkit.tenants import Tenant, make_tenant
 from tests.faults.services import PrivatePostgres, PrivateRabbitMQ, PrivateRedis
 from tests.support.bulk import BULK_SCOPES, bulk_tenant
 from workers.cli import traffic
@@ -34,6 +35,21 @@ CUSTOMERS = 40
 # The broadcasting number's rate: a broadcast of a few hundred takes several chunks and seconds,
 # so a kill of the bulk group lands with chunks in flight.
 BULK_MPS = 60
+# Numbers of their own for the Redis restart's checks: one whose sends are made to fail at will
+# (its breaker), one sent to faster than its rate (its pacing), each with recipients enough that
+# no recipient's pair limit is what holds it back.
+GUARDED_MPS = 80
+PACED_MPS = 5
+SIDE_CUSTOMERS = 200
+
+
+@dataclass(frozen=True)
+class SideNumber:
+    organization_id: str
+    number: str
+    waba_id: str
+    api_key: str
+    customers: tuple[str, ...]
 
 
 def worker_group(line: ProcfileLine) -> str | None:
@@ -62,6 +78,8 @@ class Stack:
     fake_url: str
     env: dict[str, str]
     target: Target
+    guarded: SideNumber
+    paced: SideNumber
     media_dir: Path
     media_is_tmpfs: bool
     declared: dict[str, bool] = field(default_factory=dict)
@@ -158,7 +176,7 @@ def build_stack() -> Stack:
         f"{fake_url}/_fake/config",
         json={"webhook_url": f"{ingress_url}/webhooks/whatsapp", "app_secret": APP_SECRET},
     ).raise_for_status()
-    target = _seed(postgres, env, ingress_url)
+    target, guarded, paced = _seed(postgres, env, ingress_url)
     # At the fake too: the scheduler's template sync follows its listing.
     templates = {"waba_id": target.bulk_waba, "templates": [traffic.BROADCAST_TEMPLATE]}
     httpx.post(f"{fake_url}/_fake/templates", json=templates).raise_for_status()
@@ -173,8 +191,8 @@ def build_stack() -> Stack:
 
     fleet = Fleet(read_procfile(ROOT / "Procfile"), cwd=ROOT, env=env, log_dir=root / "logs",
                   per_process_env=per_process)  # fmt: skip
-    stack = Stack(root, postgres, redis, rabbitmq, fleet, fake, ingress_url, fake_url, env, target,
-                  media_dir, media_is_tmpfs)  # fmt: skip
+    stack = Stack(root, postgres, redis, rabbitmq, fleet, fake, ingress_url, fake_url, env, target, guarded,
+                  paced, media_dir, media_is_tmpfs)  # fmt: skip
     queues = _actor_queues(env)
     stack.declared = {name: any(q in queues for q in group.queues) for name, group in GROUPS.items()}
     fleet.start()
@@ -202,7 +220,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _seed(postgres: PrivatePostgres, env: dict[str, str], ingress_url: str) -> Target:
+def _seed(
+    postgres: PrivatePostgres, env: dict[str, str], ingress_url: str
+) -> tuple[Target, SideNumber, SideNumber]:
     settings = Settings(
         app_env="development",
         database_url=env["DATABASE_URL"],
@@ -219,6 +239,8 @@ def _seed(postgres: PrivatePostgres, env: dict[str, str], ingress_url: str) -> T
         broadcaster = bulk_tenant(engine, mps=BULK_MPS)
         broadcaster.templates([traffic.BROADCAST_TEMPLATE])
         bulk_key = broadcaster.api_key(BULK_SCOPES)
+        guarded_tenant, guarded = _side_number(engine, GUARDED_MPS, "1650666")
+        paced_tenant, paced = _side_number(engine, PACED_MPS, "1650555")
     finally:
         engine.dispose()
     with psycopg.connect(postgres.dsn(DATABASE), autocommit=True) as conn:
@@ -226,9 +248,10 @@ def _seed(postgres: PrivatePostgres, env: dict[str, str], ingress_url: str) -> T
         with contextlib.suppress(psycopg.Error):
             conn.execute(
                 "UPDATE organizations SET plan = 'enterprise', subscription_status = 'active' WHERE id = ANY(%s)",
-                ([sender.organization_id, broadcaster.organization_id],),
-            )
-    return Target(
+                ([sender.organization_id, broadcaster.organization_id, guarded_tenant.organization_id,
+                  paced_tenant.organization_id],),
+            )  # fmt: skip
+    target = Target(
         ingress_url=ingress_url,
         app_secret=APP_SECRET,
         stripe_secret=STRIPE_SECRET,
@@ -240,6 +263,18 @@ def _seed(postgres: PrivatePostgres, env: dict[str, str], ingress_url: str) -> T
         bulk_api_key=bulk_key,
         bulk_number=broadcaster.number,
         bulk_waba=broadcaster.waba_id,
+    )
+    return target, guarded, paced
+
+
+def _side_number(engine: Engine, mps: int, prefix: str) -> tuple[Tenant, SideNumber]:
+    tenant = make_tenant(engine, mps=mps)
+    return tenant, SideNumber(
+        organization_id=str(tenant.organization_id),
+        number=tenant.number,
+        waba_id=tenant.waba_id,
+        api_key=tenant.api_key(),
+        customers=tuple(tenant.contact(f"{prefix}{n:04d}") for n in range(SIDE_CUSTOMERS)),
     )
 
 

@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
@@ -23,17 +23,33 @@ import pytest
 
 from devkit.load import Ledger, Load
 from devkit.processes import wait_for
+from tests.faults import redis_restart as rr
 from tests.faults.checks import Verdict, evaluate
-from tests.faults.stack import ROOT, Stack, build_stack, remove_tree
+from tests.faults.stack import BULK_MPS, PACED_MPS, ROOT, Stack, build_stack, remove_tree
 from workers.cli import traffic
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 PG_OUTAGE_SECONDS = float(os.environ.get("FAULTS_PG_OUTAGE_SECONDS", "40"))
+# The send actor's retry options (workers/actors/outbound.py; importing it would boot its engine).
+SEND_RETRIES, SEND_MIN_BACKOFF_MS, SEND_MAX_BACKOFF_MS = 8, 1_000, 60_000
 DRAIN_SECONDS = float(os.environ.get("FAULTS_DRAIN_SECONDS", "120"))
 # Each phase starts a broadcast this large (a few chunks at the broadcasting number's rate).
 BROADCAST_SIZE = int(os.environ.get("FAULTS_BROADCAST_SIZE", "200"))
+# Only the faults whose name contains one of these (comma-separated), e.g. "Postgres down".
+ONLY = [part.strip() for part in os.environ.get("FAULTS_ONLY", "").split(",") if part.strip()]
 T0 = time.monotonic()
+
+
+@dataclass
+class Injected:
+    """What an injection reports beyond the common checks: notes, and problems found on the way."""
+
+    notes: str
+    problems: list[str] = field(default_factory=list)
+
+
+Inject = Callable[[Stack, Load], str | Injected]
 
 
 @dataclass
@@ -172,16 +188,78 @@ def restart_postgres(stack: Stack, load: Load) -> str:
     return "pg_ctl restart -m fast"
 
 
+def retry_budget_seconds() -> tuple[float, float]:
+    """How long the send actor's retries would last if an outage spent them (Dramatiq's jittered
+    backoff, `min_backoff * 2**n * U(1, 2)`, past `max_backoff` drawn from its upper half): the
+    shortest and longest. The smallest budget of the fleet; the outage hold keeps it unspent."""
+    low = high = 0.0
+    for n in range(SEND_RETRIES):
+        base, cap = SEND_MIN_BACKOFF_MS * 2**n, SEND_MAX_BACKOFF_MS
+        low += (base if base <= cap else cap / 2) / 1000
+        high += min(2 * base, cap) / 1000
+    return low, high
+
+
 def postgres_outage(stack: Stack, load: Load) -> str:
     stack.postgres.stop()
     time.sleep(PG_OUTAGE_SECONDS)
     stack.postgres.start()
-    return f"down {PG_OUTAGE_SECONDS:.0f} s (outbound retries 1+2+4+8+16 s = 31 s)"
+    low, high = retry_budget_seconds()
+    return f"down {PG_OUTAGE_SECONDS:.0f} s (the send actor's retries, unheld, would last {low:.0f}-{high:.0f} s)"
 
 
-def restart_redis(stack: Stack, load: Load) -> str:
-    stack.redis.restart()
-    return "killed and started empty"
+def restart_redis(stack: Stack, load: Load) -> Injected:
+    """Killed and started empty while two numbers are held to their rate (a broadcast's, and one
+    offered more sends than its rate) and the guarded number's breaker is open (its sends refused
+    by the fake); then pacing, breakers, rate limits and live updates are checked against the
+    fake's log (tests/faults/redis_restart.py)."""
+    g = stack.guarded
+    problems: list[str] = []
+    notes: list[str] = []
+    since = restart = time.time()
+    # 80007 (the account's rate limit): counted against the number only, and never retried within
+    # a call, so each call the breakers admit is one request at the fake.
+    refuse = {"kind": "throttle", "code": 80007, "endpoint": "messages", "phone_number_id": g.number}
+    _fake(stack, "POST", "/_fake/faults", refuse)
+    guarded = rr.SideSends(stack, g, load.ledger, rr.GUARDED_SEND_INTERVAL).start()
+    paced: rr.SideSends | None = None
+    try:
+        if rr.wait_open(stack, g.number) is None:
+            problems.append("the guarded number's breaker never opened")
+        # Both paced numbers have a backlog from now until seconds after the restart.
+        assert load.broadcast(BROADCAST_SIZE * 3) == 202
+        paced = rr.SideSends(stack, stack.paced, load.ledger, 1 / rr.PACED_OFFERED).start()
+        calls, allowed, found = rr.calls_while_open(stack, g.number, rr.OPEN_WINDOW_SECONDS)
+        problems += found
+        notes.append(
+            f"breaker open before: {calls} calls in {rr.OPEN_WINDOW_SECONDS:g} s (probes ≤ {allowed})"
+        )
+        before = rr.calls_at_fake(stack, g.number)
+        restart = time.time()
+        stack.redis.restart()
+        relearnt = rr.wait_open(stack, g.number)
+        if relearnt is None:
+            problems.append("the guarded number's breaker was not re-learnt after the restart")
+        else:
+            notes.append(f"breaker state lost, re-learnt after {rr.calls_at_fake(stack, g.number) - before} "
+                         f"calls in {relearnt:.1f} s")  # fmt: skip
+            calls, allowed, found = rr.calls_while_open(stack, g.number, rr.OPEN_WINDOW_SECONDS)
+            problems += found
+            notes.append(f"open after: {calls} calls in {rr.OPEN_WINDOW_SECONDS:g} s (probes ≤ {allowed})")
+    finally:
+        guarded.stop()
+        if paced is not None:
+            paced.stop()
+        _fake(stack, "DELETE", "/_fake/faults")
+    for check in (lambda: rr.rate_limit_problems(stack), lambda: rr.live_update_problems(stack, load.ledger)):
+        note, found = check()
+        notes += [note] if note else []
+        problems += found
+    for number, mps in ((stack.target.bulk_number, BULK_MPS), (stack.paced.number, PACED_MPS)):
+        note, found = rr.pacing_problems(stack, number, mps, since, restart)
+        notes.append(note)
+        problems += found
+    return Injected("; ".join(["killed and started empty", *notes]), problems)
 
 
 def graph_outage(stack: Stack, load: Load) -> str:
@@ -218,9 +296,9 @@ def media_full(stack: Stack, load: Load) -> str:
     return "media tmpfs full for 10 s"
 
 
-def _phases(stack: Stack) -> list[tuple[str, Callable[[Stack, Load], str], bool]]:
+def _phases(stack: Stack) -> list[tuple[str, Inject, bool]]:
     streams = {"inbound": "webhooks", "outbound": "sends", "billing": "stripe", "bulk": "broadcast"}
-    phases: list[tuple[str, Callable[[Stack, Load], str], bool]] = [
+    phases: list[tuple[str, Inject, bool]] = [
         (f"kill -9 {g}", kill_group(g, streams.get(g, "webhooks")), False)
         for g in stack.groups()
         if stack.consumes(g)
@@ -236,16 +314,18 @@ def _phases(stack: Stack) -> list[tuple[str, Callable[[Stack, Load], str], bool]
     ]
     if stack.media_is_tmpfs:
         phases.append(("media dir full", media_full, True))
-    return phases
+    return [p for p in phases if not ONLY or any(part in p[0] for part in ONLY)]
 
 
-def _run_phase(stack: Stack, load: Load, name: str, inject: Callable[[Stack, Load], str], media: bool) -> Row:
+def _run_phase(stack: Stack, load: Load, name: str, inject: Inject, media: bool) -> Row:
     dead_before = _dead_letters(stack)
     ledger = load.begin(media=media)
     assert load.broadcast(BROADCAST_SIZE) == 202, ledger.answers
     time.sleep(2.0)
     injected = time.monotonic()
-    notes = inject(stack, load)
+    injected_result = inject(stack, load)
+    outcome = Injected(injected_result) if isinstance(injected_result, str) else injected_result
+    notes = outcome.notes
     lifted = time.monotonic()
     recovery = _probe(stack, lifted)
     time.sleep(2.0)
@@ -255,6 +335,7 @@ def _run_phase(stack: Stack, load: Load, name: str, inject: Callable[[Stack, Loa
     while not verdict.clean and time.monotonic() < deadline:
         time.sleep(1.0)
         verdict = evaluate(stack.dsn, stack.fake_url, ledger)
+    verdict.problems += outcome.problems
     dead = _dead_letters(stack) - dead_before
     if dead:
         verdict.problems.append(f"{dead} new dead letters")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from devkit.tenants import Tenant
 from domain.apikeys import generate_key
 from ingress.api import ApiState
 from ingress.console import ConsoleOptions
-from ingress.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,6 @@ class ConsoleSetup:
     app: Starlette
     options: ConsoleOptions
     api: ApiState
-    metrics: Metrics  # the ingress's request counters, which the overview reads
 
 
 def hidden(html: str, name: str) -> str:
@@ -71,12 +70,15 @@ def browser_sign_in(page: Page, base_url: str, key: str) -> None:
     page.get_by_role("heading", name="Overview").wait_for()
 
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def screenshot(page: Page, name: str) -> None:
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / f"console-{name}.png"), full_page=True)
+    """Saved under var/ by every run, so a test run leaves the tree clean; `make screenshots`
+    (CONSOLE_SCREENSHOTS_DIR=docs) refreshes the ones README shows."""
+    folder = ROOT / os.environ.get("CONSOLE_SCREENSHOTS_DIR", "var/console-screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"console-{name}.png"), full_page=True)
 
 
 def operator_key(tenant: Tenant) -> str:

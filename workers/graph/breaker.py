@@ -17,6 +17,12 @@ call, which would serialize every send of a process through the API-wide breaker
 then replayed through `CircuitBreaker.call`, so pybreaker's state machine, `exclude` rules and
 listeners decide as usual.
 
+Redis away or emptied: while it cannot be reached no call is admitted (reading a breaker raises,
+and the send waits the outage out like any Redis failure, without spending its retries); when it
+has lost its keys (a restart without persistence) every breaker is closed again and re-learns,
+`fail_max` failures opening it anew. Those calls fail at Meta as transient errors and are retried,
+so nothing is lost; the cost is those few calls (plus the ones already in flight) per failing number.
+
 Half-open probes are few fleet-wide: when a breaker's reset timeout has passed, a caller must win
 `SET <probe key> NX PX` before its call goes through as the probe; every other caller in every
 process gets `CircuitOpen` until the probe's outcome closes or re-opens the breaker (or its lock
@@ -291,8 +297,14 @@ class BreakerRegistry:
         return _Scope(label, breaker, storage, probe, policy.reset_timeout, quiet_keys)
 
     def _admit(self, scope: _Scope) -> str | None:
-        """None when closed; a probe token when this caller is the fleet's one probe."""
-        name = scope.breaker.state.name
+        """None when closed; a probe token when this caller is the fleet's one probe.
+
+        The state is read here, not through pybreaker, which takes an unreadable state for closed:
+        a Redis that cannot be asked raises, so an open breaker is never taken for a closed one
+        (the send waits the outage out like any other Redis failure). A state that is gone (Redis
+        lost its keys) is closed again and re-learnt: `fail_max` failures open it anew."""
+        stored = self._redis.get(scope.quiet_keys[0])
+        name = scope.breaker.state.name if stored is None else _decoded(stored)
         if name == pybreaker.STATE_CLOSED:
             return None
         if name == pybreaker.STATE_OPEN:
@@ -349,6 +361,10 @@ class BreakerRegistry:
             self._release_probe(keys=[scope.probe_key], args=[token])
         except Exception:
             log.exception("could not release the probe lock of graph breaker %s", scope.label)
+
+
+def _decoded(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _replay(exc: BaseException | None) -> None:

@@ -18,11 +18,19 @@ One Lua script checks and takes both, a slot and a pair token, atomically (neith
 unless both are there) using the Redis server's clock (`TIME`), so every process on every host
 agrees on time. A bucket's key expires once it would be full again: absent means full. Keys of a
 number share a hash tag, so the script also runs on Redis Cluster.
+
+Redis losing its keys (a restart without persistence, a failover) must not hand a busy number a
+fresh burst on top of the slots it was granted up to `max_wait` ahead: each process remembers the
+schedule (theoretical arrival time) each number had at its last reservation and passes it along,
+and the script never starts a schedule earlier than that. So after a loss a number resumes where
+the fleet's last known schedule ended; only grants made since a process's last call for the
+number, and the recipients' pair buckets, start afresh.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -56,10 +64,13 @@ local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local prate, pburst = tonumber(ARGV[3]), tonumber(ARGV[4])
 local interval = 1000000 / rate
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+-- The schedule the caller last saw: later than the stored one only if Redis lost the key.
+local known = tonumber(ARGV[5])
+if tat < known then tat = known end
 if tat < now then tat = now end
 local out = {}
 local k = 1
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local max_wait = tonumber(ARGV[i])
   local pair = nil
   local p = pburst
@@ -88,8 +99,13 @@ for i = 5, #ARGV, 2 do
   end
 end
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+out[#out + 1] = string.format('%.0f', tat)
+out[#out + 1] = string.format('%.0f', now)
 return out
 """
+
+# Numbers whose last known schedule is kept per process before the ones already due are dropped.
+_KNOWN_PRUNE_AT = 4096
 
 _REASONS = {1: "throughput", 2: "pair rate"}
 
@@ -116,6 +132,8 @@ class Pacer:
         self._sleep = sleep
         self._redis = redis
         self._reserve = redis.register_script(_RESERVE)
+        self._known_lock = threading.Lock()
+        self._known: dict[str, int] = {}  # number -> its schedule (µs, Redis clock) at the last call
 
     @property
     def burst_seconds(self) -> float:
@@ -164,20 +182,33 @@ class Pacer:
         """`reserve_many` for several numbers (phone_number_id, mps, sends) in one round trip; a
         send without a recipient (None) takes a slot and no pair token."""
         pipe = self._redis.pipeline(transaction=False)
-        for phone_number_id, mps, sends in numbers:
+        with self._known_lock:
+            known = [self._known.get(number, 0) for number, _, _ in numbers]
+        for (phone_number_id, mps, sends), schedule in zip(numbers, known, strict=True):
             if mps <= 0:
                 raise ValueError(f"mps must be positive, got {mps}")
             tag = f"{self._namespace}:{{{phone_number_id}}}"
             keys = [f"{tag}:slots", *(f"{tag}:pair:{r}" for r, _ in sends if r is not None)]
-            args = [mps, max(1.0, mps * self._burst_seconds), self._pair_rate, self._pair_burst]
+            args = [mps, max(1.0, mps * self._burst_seconds), self._pair_rate, self._pair_burst, schedule]
             for recipient, wait in sends:
                 args += [max(0.0, wait) * 1_000_000, 0 if recipient is None else 1]
             self._reserve(keys=keys, args=args, client=pipe)
         answers = []
-        for flat in pipe.execute():
-            codes = [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        schedules: list[tuple[str, int, int]] = []
+        for (phone_number_id, _, _), flat in zip(numbers, pipe.execute(), strict=True):
+            schedules.append((phone_number_id, int(flat[-2]), int(flat[-1])))
+            codes = [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat) - 2, 2)]
             answers.append([(code == 0, us / 1_000_000, _REASONS.get(code, "")) for us, code in codes])
+        self._remember(schedules)
         return answers
+
+    def _remember(self, schedules: Sequence[tuple[str, int, int]]) -> None:
+        with self._known_lock:
+            for number, tat, _ in schedules:
+                self._known[number] = max(tat, self._known.get(number, 0))
+            if len(self._known) > _KNOWN_PRUNE_AT and schedules:
+                now = max(now for _, _, now in schedules)
+                self._known = {n: t for n, t in self._known.items() if t > now}
 
     def _try(self, phone_number_id: str, mps: float, recipient: str | None) -> tuple[float, str]:
         """A slot due now (and the pair token), or the wait until one might be (nothing taken)."""

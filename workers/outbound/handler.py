@@ -44,6 +44,8 @@ from domain.errors import (
 )
 from domain.outbound import send_job
 from domain.ports import Job, JobPublisher
+from services import deferrals
+from services.fleet_counters import Counts
 from workers.graph import BreakerRegistry, Pacer
 from workers.graph.models import SendResult
 from workers.outbound import metrics
@@ -88,6 +90,8 @@ class SendPorts:
     store: SendStore
     limits: InFlightLimits = field(default_factory=InFlightLimits)
     pace_max_wait: float = 2.0
+    # The fleet-wide deferral counts per number (written in batches, off this path).
+    counters: Counts | None = None
 
 
 async def send_one(cmd: SendCommand, ports: SendPorts) -> SendOutcome:
@@ -199,6 +203,8 @@ async def _transient(cmd: SendCommand, ports: SendPorts, attempt: int, exc: Grap
 
 async def _defer(cmd: SendCommand, ports: SendPorts, seconds: float, reason: str) -> SendOutcome:
     metrics.DEFERRALS.labels(reason).inc()
+    if ports.counters is not None:
+        deferrals.count_deferral(ports.counters, cmd.phone_number_id, reason)
     await ports.store.defer(
         cmd.organization_id, cmd.message_id, cmd.job(delay_ms=max(50, int(seconds * 1000)))
     )
@@ -226,6 +232,7 @@ class SendDeps:
     lease_seconds: float = 120.0
     pace_max_wait: float = 2.0
     billing: BillingGate = field(default_factory=BillingGate)
+    counters: Counts | None = None
 
     def ports(self) -> SendPorts:
         """Ports for one event loop (their batching lives on it)."""
@@ -238,6 +245,7 @@ class SendDeps:
                 self.engine, self.jobs, self.catch_up, lease_seconds=self.lease_seconds, billing=self.billing
             ),
             pace_max_wait=self.pace_max_wait,
+            counters=self.counters,
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from services import fleet_counters
 from services.number_routes import RouteCache
 from workers import resources
 from workers.graph.async_client import AsyncGraphSender
@@ -41,6 +42,7 @@ def engine_for(catch_up: CatchUp) -> Callable[[], SendEngine]:
                 ),
                 limits=InFlightLimits(options.in_flight, options.in_flight_per_number),
                 pace_max_wait=options.pace_max_wait_seconds,
+                counters=fleet_counters.shared(settings.redis_url, settings.fleet_counters_namespace),
             )
 
         async def close(ports: SendPorts) -> None:

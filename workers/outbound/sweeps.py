@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 from typing import Final
+from uuid import UUID
 
+from db.repos import audit
 from db.repos import outbound as repo
 from db.uow import UnitOfWork
 from domain.outbound import send_job
@@ -25,10 +27,19 @@ ORPHAN_AFTER_SECONDS: Final = 15 * 60.0
 
 def expire_stuck_sending(res: resources.Resources) -> int:
     with UnitOfWork(res.engine, system=True) as uow:
-        count = repo.expire_stuck_sending(uow.conn, res.graph.options.send_lease_seconds, BATCH)
+        expired = repo.expire_stuck_sending(uow.conn, res.graph.options.send_lease_seconds, BATCH)
+        # The audit trail names every outcome of a send, this one too, in the same transaction.
+        by_org: dict[UUID, list[audit.SendOutcome]] = {}
+        for e in expired:
+            outcome = audit.SendOutcome(
+                e.message_id, "ambiguous", e.attempt, error_title=repo.STUCK_SENDING_TITLE
+            )
+            by_org.setdefault(e.organization_id, []).append(outcome)
+        for organization_id, outcomes in by_org.items():
+            audit.record_send_outcomes(uow.conn, organization_id, outcomes)
         uow.commit()
-    metrics.SWEPT.labels("ambiguous").inc(count)
-    return count
+    metrics.SWEPT.labels("ambiguous").inc(len(expired))
+    return len(expired)
 
 
 def requeue_orphaned(res: resources.Resources, older_than_seconds: float = ORPHAN_AFTER_SECONDS) -> int:
@@ -44,4 +55,4 @@ def requeue_orphaned(res: resources.Resources, older_than_seconds: float = ORPHA
 
 
 def sync_templates(res: resources.Resources) -> int:
-    return sync_all(res.engine, res.graph.client)
+    return sync_all(res.engine, res.graph.client, res.stopping.is_set)

@@ -24,8 +24,14 @@ def _rank_sql(column: str) -> str:
 _TERMINAL = (MessageStatus.READ.value, MessageStatus.FAILED.value)
 _FAILED = MessageStatus.FAILED.value
 
+# In one order for every transaction (and the rows below by id): two deliveries carrying statuses
+# of the same messages in different orders would otherwise each hold what the other waits for.
+# The rows are locked FOR NO KEY UPDATE (what the UPDATE takes anyway): the status events'
+# foreign key has already taken KEY SHARE on them, in each delivery's own order, which a plain
+# FOR UPDATE would wait on.
 _LOCK = """
-SELECT pg_advisory_xact_lock(hashtextextended(w, 0)) FROM unnest(%(wamids)s::text[]) AS w
+SELECT pg_advisory_xact_lock(hashtextextended(w, 0))
+FROM (SELECT DISTINCT w FROM unnest(%(wamids)s::text[]) AS w ORDER BY w) AS sorted
 """
 
 _FIND = f"""
@@ -66,7 +72,8 @@ WITH incoming AS (
         %(codes)s::int[], %(titles)s::text[], %(details)s::text[]
     ) AS i(message_id, status, sent, delivered, read, failed, code, title, details)
 ), current AS (
-    SELECT m.id, m.status FROM messages m JOIN incoming i ON i.message_id = m.id FOR UPDATE OF m
+    SELECT m.id, m.status FROM messages m JOIN incoming i ON i.message_id = m.id
+    ORDER BY m.id FOR NO KEY UPDATE OF m
 ), decided AS (
     SELECT i.*, c.status AS old_status,
            (c.status NOT IN {_TERMINAL!r} AND {_rank_sql("i.status")} > {_rank_sql("c.status")}) AS advances

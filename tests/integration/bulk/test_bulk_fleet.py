@@ -4,7 +4,6 @@ path's own `send_message` job, and a killed bulk worker neither loses nor repeat
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from sqlalchemy.engine import Engine
 from config import Settings
 from db.tables import bulk_job_items, messages
 from db.uow import UnitOfWork
-from devkit.processes import Process, start_worker, wait_for
+from devkit.processes import Process, start_scheduler, start_worker, wait_for
 from devkit.tenants import TEMPLATE, Tenant, recipient
 from services import bulk, sends
 from services.publisher import BrokerJobPublisher
@@ -225,8 +224,9 @@ def test_kill_9_of_the_bulk_worker_mid_run_loses_and_repeats_nothing(
     fake.seed_templates(tenant.waba_id, [TEMPLATE])
     to = [recipient() for _ in range(400)]
     worker = start_worker(["bulk"], processes=1, threads=4, env=env, timeout=60)
-    scheduler = Process("scheduler", [sys.executable, "-m", "workers.scheduler"], env).start()
+    scheduler: Process | None = None
     try:
+        scheduler = start_scheduler(env)
         job_id = plan(ports, tenant, to)
         assert wait_for(lambda: summary(engine, tenant, job_id).counts.succeeded >= 40, 60, 0.05)
         worker.kill()
@@ -234,7 +234,8 @@ def test_kill_9_of_the_bulk_worker_mid_run_loses_and_repeats_nothing(
         final = wait_finished(engine, tenant, job_id, timeout=150)
     finally:
         worker.stop()
-        scheduler.stop()
+        if scheduler is not None:
+            scheduler.stop()
     assert final.status == "completed" and final.counts.succeeded == 400
     sent = sends_by_recipient(fake, tenant.number)
     assert set(sent) == set(to) and set(sent.values()) == {1}

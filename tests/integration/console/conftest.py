@@ -20,7 +20,6 @@ from config import Settings
 from devkit.tenants import Tenant, make_tenant
 from ingress.api import ApiOptions, ApiState, api_mount
 from ingress.console import ConsoleOptions, ConsoleState, console_mount
-from ingress.metrics import Metrics
 from tests.support.console import (
     ConsoleSetup,
     Served,
@@ -29,13 +28,16 @@ from tests.support.console import (
 pytestmark = pytest.mark.integration
 
 
-def build_console(settings: Settings, namespace: str) -> ConsoleSetup:
+def build_console(settings: Settings, namespace: str, sign_in_limit: int = 1000) -> ConsoleSetup:
     api = ApiState(settings, ApiOptions(rate_limit=1000, redis_namespace=namespace))
     options = ConsoleOptions(
-        breaker_namespace=f"{namespace}:graph:breaker", refresh_seconds=1, rabbitmq_url=settings.rabbitmq_url
+        breaker_namespace=f"{namespace}:graph:breaker",
+        refresh_seconds=1,
+        rabbitmq_url=settings.rabbitmq_url,
+        counters_namespace=f"{namespace}:counts",
+        sign_in_limit=sign_in_limit,
     )
-    metrics = Metrics()
-    console = ConsoleState(api, options, registry=metrics.registry)
+    console = ConsoleState(api, options)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -46,7 +48,7 @@ def build_console(settings: Settings, namespace: str) -> ConsoleSetup:
             api.close()
 
     app = Starlette(routes=[api_mount(api), console_mount(console)], lifespan=lifespan)
-    return ConsoleSetup(app, options, api, metrics)
+    return ConsoleSetup(app, options, api)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import sqlalchemy as sa
 from redis import Redis
@@ -12,8 +13,11 @@ from starlette.testclient import TestClient
 from db.tables import api_keys, contacts, event_store, messages
 from db.uow import UnitOfWork
 from devkit.tenants import Tenant, make_tenant, recipient
+from domain.deadletters import DeadLetterFilter, Scope
 from ingress.console.session import COOKIE
-from services import breaker_keys
+from services import breaker_keys, deadletters, deferrals, webhook_answers
+from services.fleet_counters import FleetCounters
+from tests.integration.console.test_console_deadletters_browser import _letter
 from tests.support.bulk import set_messaging_limit
 from tests.support.console import ConsoleSetup, hidden, sign_in
 
@@ -169,10 +173,18 @@ def test_a_key_made_operator_after_sign_in_must_sign_in_again(
     assert client.get("/console/").status_code == 303
 
 
-def test_numbers_show_send_rate_backlog_and_messaging_limit_use(
-    client: TestClient, tenant: Tenant, engine: Engine
+def test_numbers_show_send_rate_backlog_messaging_limit_use_and_pacing_deferrals(
+    client: TestClient, tenant: Tenant, engine: Engine, setup: ConsoleSetup, redis_client: Redis
 ) -> None:
     set_messaging_limit(tenant, 250)
+    other = make_tenant(engine)
+    # Two worker processes' counts, and one deferral that is not pacing's.
+    for reasons in (["throughput"] * 3 + ["circuit_open"], ["pair_rate"] * 2):
+        counters = FleetCounters(redis_client, setup.options.counters_namespace)
+        for reason in reasons:
+            deferrals.count_deferral(counters, tenant.number, reason)
+        deferrals.count_deferral(counters, other.number, "throughput")
+        counters.close()
     with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
         for i in range(6):
             contact_id = uow.conn.execute(
@@ -190,4 +202,30 @@ def test_numbers_show_send_rate_backlog_and_messaging_limit_use(
     cells = [
         re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r'<td class="num"[^>]*>(.*?)</td>', row, re.S)
     ]
-    assert cells == ["80", "0.1", "1", "6 / 250 (2 %)"]
+    assert cells[:4] == ["80", "0.1", "1", "6 / 250 (2 %)"]
+    assert re.sub(r"\s+", " ", cells[4]) == "5 / 5 pair rate 2 · throughput 3"  # the last hour's, by reason
+
+
+def test_the_live_fragments_keep_to_the_tenants_scope(
+    client: TestClient, tenant: Tenant, engine: Engine, setup: ConsoleSetup, redis_client: Redis
+) -> None:
+    other = make_tenant(engine)
+    queue = f"console_{uuid.uuid4().hex[:8]}"
+    _letter(engine, other, queue, "theirs")
+    task = deadletters.start_redrive(
+        engine, Scope.tenant(other.organization_id), DeadLetterFilter(queue=queue)
+    ).redrive
+    counts = FleetCounters(redis_client, setup.options.counters_namespace)
+    webhook_answers.count_answer(counts, "whatsapp", 503)
+    deferrals.count_deferral(counts, other.number, "throughput")
+    counts.close()
+    sign_in(client, tenant.api_key())
+    fragment = client.get("/console/fragments/overview")
+    assert fragment.status_code == 200
+    html = fragment.text
+    # No other tenant's numbers or organization; none of the fleet's own figures either.
+    assert other.number not in html and str(other.organization_id) not in html
+    assert 'data-testid="queues"' not in html and 'data-testid="webhook-answers"' not in html
+    assert client.get(f"/console/fragments/redrives/{task.id}").status_code == 404
+    assert client.get(f"/console/dead-letters/redrives/{task.id}").status_code == 404
+    assert other.number not in client.get("/console/numbers").text

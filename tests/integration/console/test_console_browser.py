@@ -81,7 +81,8 @@ def test_a_form_post_without_the_csrf_token_is_refused(
 def test_readable_at_phone_width(page: Page, served: Served, tenant: Tenant) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     browser_sign_in(page, served.url, tenant.api_key())
-    for path in ("/console/", "/console/numbers"):
+    for path in ("/console/", "/console/numbers", "/console/dead-letters", "/console/dead-letters/redrives",
+                 "/console/bulk-jobs"):  # fmt: skip
         page.goto(served.url + path)
         # Nothing but the tables' own scrollers is wider than the screen.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -72,6 +72,9 @@ def test_a_tenant_never_sees_another_tenants_jobs(client: TestClient, engine: En
     assert job_id[:8] not in client.get(f"/console/bulk-jobs?org={owner.organization_id}").text
     assert client.get(f"/console/bulk-jobs/{job_id}?org={owner.organization_id}").status_code == 404
     assert client.get(f"/console/bulk-jobs/{job_id}/items.csv").status_code == 404
+    # The live fragment the job page refreshes from keeps to the same scope.
+    assert client.get(f"/console/fragments/bulk-jobs/{job_id}?org={owner.organization_id}").status_code == 404
+    assert job_id[:8] not in client.get("/console/fragments/overview").text
     answer = client.post(
         f"/console/bulk-jobs/{job_id}/cancel?org={owner.organization_id}", data={"csrf_token": csrf}
     )

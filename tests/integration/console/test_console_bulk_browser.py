@@ -1,5 +1,7 @@
 """A broadcast in the browser: started over the API, run by real bulk and outbound worker processes
-against the fake Graph API, its progress bar followed on the job page until 100 %."""
+against the fake Graph API, its progress bar followed on the job page until 100 %; the sends the
+workers' pacing put off are counted on the numbers page, and the outbound queue's rates on the
+overview."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ from playwright.sync_api import Page, expect
 from sqlalchemy.engine import Engine
 
 from config import Settings
-from devkit.processes import Process, start_worker
-from devkit.tenants import TEMPLATE, Tenant, recipient
+from devkit.processes import Process, start_worker, wait_for
+from devkit.tenants import TEMPLATE, Tenant, make_tenant, recipient
 from tests.support.bulk import BULK_SCOPES, bulk_tenant
-from tests.support.console import Served, browser_sign_in, screenshot
+from tests.support.console import ConsoleSetup, Served, browser_sign_in, operator_key, screenshot
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
 
 COMPONENTS = [
@@ -39,9 +41,11 @@ def fake_graph() -> Iterator[RunningFakeGraph]:
 
 
 @pytest.fixture(scope="module")
-def fleet(settings: Settings, fake_graph: RunningFakeGraph) -> Iterator[Process]:
+def fleet(settings: Settings, fake_graph: RunningFakeGraph, setup: ConsoleSetup) -> Iterator[Process]:
     env = {
         "GRAPH_API_URL": fake_graph.url,
+        # The workers count where this console reads.
+        "FLEET_COUNTERS_NAMESPACE": setup.options.counters_namespace,
         "OUTBOUND_REDIS_NAMESPACE": f"adsapp-test:{uuid.uuid4().hex}",
         "LOG_LEVEL": "WARNING",
     }
@@ -97,3 +101,36 @@ def test_a_broadcast_runs_to_100_percent_on_its_page(
     assert [(r["recipient"], r["status"], r["error_code"]) for r in rows] == [
         ("12ab", "skipped", "invalid_wa_id")
     ]
+
+
+def test_the_sends_pacing_put_off_are_counted_on_the_numbers_page(
+    page: Page, served: Served, engine: Engine, fleet: Process, fake_graph: RunningFakeGraph
+) -> None:
+    # One message a second for the number, eight sent at once: the outbound workers hold a send
+    # for its slot up to 2 s and put the others back on the queue, counting each time; the queue's
+    # rates in and out are the workers' and the API's counts.
+    tenant = make_tenant(engine, mps=1)
+    key = tenant.api_key()
+    to = tenant.contact()
+    for i in range(8):
+        answer = httpx.post(
+            f"{served.url}/api/v1/messages",
+            json={"to": to, "type": "text", "text": {"body": f"update {i}"}},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert answer.status_code == 202, answer.text
+    # An operator's overview shows the outbound queue moving, as the workers count it.
+    browser_sign_in(page, served.url, operator_key(tenant))
+    outbound = page.get_by_test_id("queue-outbound")
+    expect(outbound.get_by_test_id("rate-in")).not_to_have_text("0.0", timeout=30_000)
+    expect(outbound.get_by_test_id("rate-out")).not_to_have_text("0.0", timeout=30_000)
+    page.get_by_role("link", name="Numbers").click()
+    row = page.locator(f"#n-{tenant.number}")
+
+    def deferred_last_hour() -> int:
+        page.reload()
+        return int(row.get_by_test_id("deferrals-hour").inner_text())
+
+    assert wait_for(lambda: deferred_last_hour() > 0, 60), "no pacing deferral was counted"
+    expect(row.get_by_test_id("deferral-reasons")).to_contain_text("throughput")
+    assert wait_for(lambda: fake_graph.sends(tenant.number) == 8, 60)

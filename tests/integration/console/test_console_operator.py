@@ -4,15 +4,22 @@ dead-letter actions recorded with who did them."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from typing import NoReturn
 
+import pytest
 import sqlalchemy as sa
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
 from db.tables import dead_letters, event_store
 from db.uow import UnitOfWork
 from devkit.tenants import Tenant, make_tenant
+from services import fleet_counters, queue_traffic, webhook_answers
+from services.fleet_counters import FleetCounters
 from tests.integration.console.test_console_deadletters_browser import _letter
 from tests.support.console import ConsoleSetup, hidden, operator_key, sign_in
 
@@ -48,18 +55,48 @@ def test_the_queues_and_webhook_answers_are_not_shown_to_a_tenant(client: TestCl
     assert 'data-testid="queues"' not in overview and 'data-testid="webhook-answers"' not in overview
 
 
-def test_an_operator_sees_the_webhook_5xx_answers(
-    client: TestClient, tenant: Tenant, setup: ConsoleSetup
+def test_an_operator_sees_every_web_process_webhook_answers_and_queue_rates(
+    client: TestClient, tenant: Tenant, setup: ConsoleSetup, redis_client: Redis
 ) -> None:
+    namespace = setup.options.counters_namespace
+    # Two web processes answering, and a worker's counts: seconds 5 to 3 ago, inside the rate window.
+    first, second = (FleetCounters(redis_client, namespace, clock=lambda: time.time() - 4) for _ in "ab")
     for _ in range(3):
-        setup.metrics.count_request("/webhooks/whatsapp", 503)
-    setup.metrics.count_request("/webhooks/stripe", 200)
-    setup.metrics.count_request("/healthz", 500)  # not a webhook
+        webhook_answers.count_answer(first, "whatsapp", 503)
+    for _ in range(7):
+        webhook_answers.count_answer(second, "whatsapp", 200)
+        queue_traffic.count_in(second, "inbound")
+    webhook_answers.count_answer(second, "stripe", 200)
+    queue_traffic.count_out(first, "inbound", 5)
+    first.close()
+    second.close()
     sign_in(client, operator_key(tenant))
-    answers = re.search(r'data-testid="webhook-answers">(.*?)</p>', client.get("/console/").text, re.S).group(
-        1
-    )
-    assert 'class="bad">5xx 3<' in answers and "2xx" in answers
+    page = client.get("/console/").text
+    answers = re.search(r'data-testid="webhook-answers">(.*?)</p>', page, re.S).group(1)
+    assert 'data-testid="answers-per-minute">11/min<' in answers
+    assert 'class="bad">5xx 3<' in answers
+    assert "whatsapp: 2xx 7 · 5xx 3" in answers and "stripe: 2xx 1" in answers
+    inbound = re.search(r'data-testid="queue-inbound">(.*?)</tr>', page, re.S).group(1)
+    assert 'data-testid="rate-in">0.7<' in inbound and 'data-testid="rate-out">0.5<' in inbound
+    outbound = re.search(r'data-testid="queue-outbound">(.*?)</tr>', page, re.S).group(1)
+    assert 'data-testid="rate-in">0.0<' in outbound
+
+
+def test_unknown_figures_are_dashes_when_redis_cannot_be_read(
+    client: TestClient, tenant: Tenant, setup: ConsoleSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sign_in(client, operator_key(tenant))
+
+    def unreachable(*args: object, **kwargs: object) -> NoReturn:
+        raise RedisConnectionError("redis down")
+
+    monkeypatch.setattr(fleet_counters, "totals", unreachable)
+    page = client.get("/console/").text
+    inbound = re.search(r'data-testid="queue-inbound">(.*?)</tr>', page, re.S).group(1)
+    assert 'data-testid="rate-in">—<' in inbound and 'data-testid="rate-out">—<' in inbound
+    assert re.search(r'data-testid="webhook-answers">.*?<small>—</small>', page, re.S)
+    numbers = client.get("/console/numbers").text
+    assert re.search(rf'id="n-{tenant.number}".*?data-testid="deferrals"[^>]*>\s*—', numbers, re.S)
 
 
 def test_discard_the_filtered_set_after_its_preview(

@@ -73,3 +73,15 @@ def test_acquire_and_reserved_slots_share_one_budget_per_number(redis_client: Re
     assert [ok for ok, _, _ in answers] == [True, True, False, False]
     assert answers[2][2] == "throughput" and 0 < answers[2][1] <= 0.02
     assert 0 < pacer.acquire("pn", 50) <= 0.02  # and the reserved slots count against acquire
+
+
+def test_a_schedule_lost_with_redis_resumes_where_it_left_off(redis_client: Redis, namespace: str) -> None:
+    pacer = Pacer(redis_client, namespace=namespace, burst_seconds=0.1)  # 5 slots of burst at 50 mps
+    granted = pacer.reserve_many("pn", 50, [(None, 2.0)] * 50)
+    since = time.monotonic()
+    assert all(ok for ok, _, _ in granted)
+    last = max(wait for _, wait, _ in granted)  # the burst, then 45 slots up to ~0.9 s ahead
+    redis_client.delete(*redis_client.scan_iter(match=f"{namespace}*"))  # a restart without persistence
+    # Not a fresh burst on top of the 45 slots still ahead: the next slot comes after them.
+    [(ok, wait, _)] = pacer.reserve_many("pn", 50, [(None, 2.0)])
+    assert ok and wait + (time.monotonic() - since) >= last, (wait, last)

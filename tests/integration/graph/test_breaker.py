@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.exceptions
 from prometheus_client import REGISTRY
 from redis import Redis
 
+from devkit.processes import free_port, wait_for
 from domain.errors import CircuitOpen, GraphApiPermanent, GraphApiTransient, GraphErrorInfo
 from tests.integration.graph import procs
 from tests.support.fake_graph import RunningFakeGraph
@@ -149,6 +153,58 @@ def test_a_failed_probe_opens_it_again(
             break
     assert registry.state(NUMBER) == "open"
     assert fake.requests("messages", NUMBER) == 2
+
+
+def test_an_open_breaker_admits_nothing_once_redis_is_away(
+    graph: GraphClient, fake: RunningFakeGraph, tmp_path: Path
+) -> None:
+    # pybreaker alone takes a state it cannot read for closed, which would let a call past an
+    # open breaker while Redis is away; the send must wait the outage out instead.
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+        assert wait_for(lambda: _pings(client), 10)
+        registry = BreakerRegistry(client, number_policy=BreakerPolicy(1, 30))
+        fake.add_fault(kind="outage", phone_number_id=NUMBER)
+        with pytest.raises(GraphApiTransient):
+            send(registry, graph)
+        assert registry.state(NUMBER) == "open"
+        quiet = registry.quiet_many([NUMBER])[0]  # read while Redis was there, as the send path does
+    finally:
+        server.kill()
+        server.wait(10)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        registry.admit(NUMBER, quiet=quiet)
+    assert fake.requests("messages", NUMBER) == 1
+
+
+def _pings(client: Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+def test_state_lost_with_redis_is_relearnt(
+    registry: BreakerRegistry, graph: GraphClient, fake: RunningFakeGraph, redis_client: Redis, namespace: str
+) -> None:
+    fake.add_fault(kind="outage", phone_number_id=NUMBER)
+    for _ in range(3):
+        with pytest.raises(GraphApiTransient):
+            send(registry, graph)
+    with pytest.raises(CircuitOpen):
+        send(registry, graph)
+    redis_client.delete(*redis_client.scan_iter(match=f"{namespace}*"))  # a restart without persistence
+    for _ in range(3):  # closed again: the number's failures are counted anew
+        with pytest.raises(GraphApiTransient):
+            send(registry, graph)
+    with pytest.raises(CircuitOpen):
+        send(registry, graph)
+    assert fake.requests("messages", NUMBER) == 6
 
 
 def test_only_one_probe_at_a_time_across_callers(redis_url: str, namespace: str) -> None:

@@ -263,3 +263,33 @@ def test_status_lag_is_observed_from_metas_timestamp_once_per_new_event(
     # Meta delivering the same status again is not lag: nothing more is observed.
     deliver(_statuses(tenant, wa.status(w, "delivered", ts=str(at_meta))))
     assert _lag_histogram() == (new_count, new_total)
+
+
+def test_deliveries_with_the_same_messages_statuses_in_opposite_orders_never_deadlock(
+    engine: Engine, tenant: Tenant, deliver: Callable
+) -> None:
+    # A status flood (every message of a broadcast delivered, then read) reaches several workers at
+    # once, each delivery listing the same messages in its own order: each transaction must take
+    # its locks in one order, or two of them wait on each other until Postgres kills one.
+    wamids = [wa.wamid() for _ in range(60)]
+    for w in wamids:
+        _outbound(engine, tenant, w, pending=False)
+    failures: list[BaseException] = []
+
+    def flood(order: list[str], status: str, ts: str) -> None:
+        try:
+            deliver(_statuses(tenant, *(wa.status(w, status, ts=ts) for w in order)))
+        except BaseException as exc:
+            failures.append(exc)
+
+    for round_, status in enumerate(["delivered", "read", "delivered", "read"]):
+        threads = [
+            threading.Thread(target=flood, args=(order, status, str(1750000100 + 10 * round_ + i)))
+            for i, order in enumerate([wamids, wamids[::-1], wamids[30:] + wamids[:30]])
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert {_message(engine, tenant, w)["status"] for w in wamids} == {"read"}

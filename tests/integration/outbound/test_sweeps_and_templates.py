@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from db.repos.templates import named
-from db.tables import messages, outbox
+from db.tables import event_store, messages, outbox
 from db.uow import UnitOfWork
 from devkit.jobs import RecordingPublisher
 from devkit.tenants import TEMPLATE, Tenant
@@ -34,6 +34,11 @@ def resources(tenant: Tenant, publisher: RecordingPublisher, lease: float = 60.0
     )
 
 
+def rows(tenant: Tenant, statement: Any) -> list[Any]:
+    with UnitOfWork(tenant.engine, organization_id=tenant.organization_id) as uow:
+        return list(uow.conn.execute(statement).all())
+
+
 def age(tenant: Tenant, message_id: object, **values: Any) -> None:
     tenant.execute(
         sa.update(messages)
@@ -51,6 +56,17 @@ def test_sends_stuck_in_sending_become_ambiguous(tenant: Tenant, publisher: Reco
     assert sweeps.expire_stuck_sending(resources(tenant, publisher)) >= 1
     assert tenant.message(stuck.message_id)["status"] == "ambiguous"
     assert tenant.message(fresh.message_id)["status"] == "sending"
+    # The outcome is on the audit trail like any other send outcome, under the message's tenant.
+    events = rows(
+        tenant,
+        sa.select(event_store.c.organization_id, event_store.c.aggregate_id, event_store.c.payload).where(
+            event_store.c.aggregate_id.in_([str(stuck.message_id), str(fresh.message_id)]),
+            event_store.c.event_type == "message.ambiguous",
+        ),
+    )
+    assert [(e.organization_id, e.aggregate_id, e.payload["attempt"]) for e in events] == [
+        (tenant.organization_id, str(stuck.message_id), 1)
+    ]
 
 
 def test_queued_sends_whose_job_is_lost_are_enqueued_again(
@@ -124,6 +140,14 @@ def test_scheduled_sync_that_cannot_reach_the_graph_api_raises_so_it_is_retried_
         assert sync_all(tenant.engine, graph) >= 1
     with UnitOfWork(tenant.engine, organization_id=tenant.organization_id) as uow:
         assert [t.status for t in named(uow.conn, "order_update")] == ["APPROVED"]
+
+
+def test_a_stopping_scheduler_syncs_no_further_organization(fake: RunningFakeGraph, tenant: Tenant) -> None:
+    fake.seed_templates(tenant.waba_id, [TEMPLATE])
+    with GraphClient(fake.url, "v21.0") as graph:
+        assert sync_all(tenant.engine, graph, stopping=lambda: True) == 0
+    with UnitOfWork(tenant.engine, organization_id=tenant.organization_id) as uow:
+        assert named(uow.conn, "order_update") == []
 
 
 def test_template_status_webhooks_update_the_template(fake: RunningFakeGraph, tenant: Tenant) -> None:

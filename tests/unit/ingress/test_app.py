@@ -18,6 +18,7 @@ from config.logging import JsonFormatter, configure_logging, request_id_var
 from config.settings import Settings
 from ingress.app import create_app
 from ingress.publisher import PublishFailed
+from tests.support.counts import RecordedCounts
 
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
 SECRET = "unit-secret"
@@ -75,11 +76,17 @@ def publisher() -> FakePublisher:
 
 
 @pytest.fixture
-async def client(publisher: FakePublisher) -> AsyncIterator[httpx.AsyncClient]:
+def counts() -> RecordedCounts:
+    return RecordedCounts()
+
+
+@pytest.fixture
+async def client(publisher: FakePublisher, counts: RecordedCounts) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(whatsapp_app_secret=SECRET)  # type: ignore[call-arg]
     app = create_app(
         settings,
         publisher=publisher,
+        counters=counts,
         probes={"rabbitmq": up, "postgres": down, "redis": up},
         configure_logs=False,
     )
@@ -104,6 +111,22 @@ async def test_publish_failure_is_503_and_counted(
     assert response.status_code == 503
     metrics = exposition(client)
     assert f'adsapp_ingress_publish_failures_total{{queue="inbound",reason="{reason}"}} 1.0' in metrics
+
+
+async def test_answers_and_confirmed_publishes_are_counted_for_the_fleet(
+    client: httpx.AsyncClient, publisher: FakePublisher, counts: RecordedCounts
+) -> None:
+    assert (await client.post("/webhooks/whatsapp", content=BODY, headers=signed())).status_code == 200
+    publisher.failure = "unavailable"
+    assert (await client.post("/webhooks/whatsapp", content=BODY, headers=signed())).status_code == 503
+    unsigned = {"content-type": "application/json"}
+    assert (await client.post("/webhooks/whatsapp", content=BODY, headers=unsigned)).status_code == 401
+    assert counts.added == [
+        ("queues", "in:inbound", 1),  # only the publish the broker confirmed
+        ("webhooks", "whatsapp:2xx", 1),
+        ("webhooks", "whatsapp:5xx", 1),
+        ("webhooks", "whatsapp:4xx", 1),
+    ]
 
 
 async def test_queued_message_carries_request_id(client: httpx.AsyncClient, publisher: FakePublisher) -> None:

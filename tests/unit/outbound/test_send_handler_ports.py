@@ -9,7 +9,14 @@ from uuid import UUID, uuid4
 import pytest
 
 from domain.errors import GraphAmbiguousOutcome, GraphApiPermanent, GraphApiTransient, GraphErrorInfo
-from tests.unit.outbound.fakes import CountingPacer, MemoryStore, ScriptedGraph, SwitchBreakers, ports
+from tests.support.counts import RecordedCounts
+from tests.unit.outbound.fakes import (
+    CountingPacer,
+    MemoryStore,
+    ScriptedGraph,
+    SwitchBreakers,
+    ports,
+)
 from workers.graph.models import SendResult
 from workers.outbound.handler import SendCommand, SendOutcome, send_one
 
@@ -55,9 +62,27 @@ def test_a_pacing_deferral_touches_the_row_and_enqueues_one_delayed_job() -> Non
     store = MemoryStore()
     message_id = store.add()
     graph = ScriptedGraph(store, OK)
-    assert run(command(message_id), store, graph, pacer=CountingPacer(defer_after=0)) is SendOutcome.DEFERRED
+    counts = RecordedCounts()
+    outcome = run(command(message_id), store, graph, pacer=CountingPacer(defer_after=0), counters=counts)
+    assert outcome is SendOutcome.DEFERRED
     assert graph.calls == [] and store.rows[message_id].touched == 1
     assert [job.delay_ms for job in store.deferred] == [7_500]
+    # Counted for the fleet-wide figure of the number, by its reason.
+    assert counts.added == [("deferrals", "pn-1:pair_rate", 1)]
+
+
+def test_a_breaker_deferral_is_counted_under_its_own_reason() -> None:
+    store = MemoryStore()
+    message_id = store.add()
+    counts = RecordedCounts()
+    run(
+        command(message_id),
+        store,
+        ScriptedGraph(store, OK),
+        breakers=SwitchBreakers(open_for=5.0),
+        counters=counts,
+    )
+    assert counts.added == [("deferrals", "pn-1:circuit_open", 1)]
 
 
 def test_an_ambiguous_answer_is_recorded_counted_by_the_breakers_and_never_resent() -> None:
