@@ -3,7 +3,7 @@ groups (real processes) against the fake Graph API (its own process, at `--laten
 database and vhost of their own.
 
     .venv/bin/python -m bench.bulk [--plan-recipients 100000] [--recipients 20000]
-                                   [--latency-ms 250] [--outbound-processes 2 --outbound-threads 64]
+                                   [--latency-ms 250] [--outbound-processes 2 --outbound-threads 256]
                                    [--plan-only] [--skip-1000]
 
 Prints JSON with:
@@ -207,7 +207,7 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=20_000)
     parser.add_argument("--latency-ms", type=float, default=250.0)
     parser.add_argument("--outbound-processes", type=int, default=2)
-    parser.add_argument("--outbound-threads", type=int, default=64)
+    parser.add_argument("--outbound-threads", type=int, default=256, help="per process, as the Procfile's")
     parser.add_argument("--bulk-threads", type=int, default=4)
     parser.add_argument("--skip-1000", action="store_true", help="only the 200-mps broadcast")
     parser.add_argument("--plan-only", action="store_true", help="only the planning figure")

@@ -41,7 +41,10 @@ class UnitOfWork:
     connection (`plan_cache_mode`), for hot paths whose statements take their rows as arrays or
     JSON: it costs a generic plan of such a statement above the planning it would save, so left to
     itself it plans it again on every execution. Their SQL is written to have good generic plans
-    (`= ANY(array)` lookups).
+    (`= ANY(array)` lookups). `custom_plans=True` is the opposite, for statements whose generic
+    plan is far worse than their custom one: the send path's batched UPDATEs joined to their
+    arrays' rows took 10-20 times as long per row on their generic plan (psycopg prepares a
+    statement after a few runs, and Postgres then switches to the generic plan).
 
     BEGIN and the scope (`set_config(..., true)`, transaction-local, so a transaction-mode pooler
     keeps it) go out in one round trip with the first statements, through psycopg's pipeline;
@@ -56,14 +59,19 @@ class UnitOfWork:
         system: bool = False,
         publisher: JobPublisher | None = None,
         generic_plans: bool = False,
+        custom_plans: bool = False,
     ) -> None:
         if (organization_id is None) == (not system):
             raise UnitOfWorkError("a unit of work is either for one organization or system-wide")
+        if generic_plans and custom_plans:
+            raise UnitOfWorkError("a unit of work forces generic plans or custom plans, not both")
         self._engine = engine
         self.organization_id = organization_id
         self.system = system
         self._publisher = publisher
-        self._generic_plans = generic_plans
+        self._plans = "auto"
+        if generic_plans or custom_plans:
+            self._plans = "force_generic_plan" if generic_plans else "force_custom_plan"
         self._conn: Connection | None = None
         self._begun = False
         self._committed = False
@@ -128,9 +136,7 @@ class UnitOfWork:
         try:
             with dbapi.pipeline():
                 if begin:
-                    dbapi.execute(
-                        _SCOPE, _scope_params(self.organization_id, self.system, self._generic_plans)
-                    )
+                    dbapi.execute(_SCOPE, _scope_params(self.organization_id, self.system, self._plans))
                 for sql, params in statements:
                     cursor = dbapi.cursor(row_factory=namedtuple_row)
                     cursor.execute(sql, params)
@@ -213,11 +219,11 @@ _SCOPE = (
 )
 
 
-def _scope_params(organization_id: UUID | None, system: bool, generic_plans: bool) -> dict[str, str]:
+def _scope_params(organization_id: UUID | None, system: bool, plans: str) -> dict[str, str]:
     return {
         "org": str(organization_id) if organization_id else "",
         "system": "on" if system else "",
-        "plans": "force_generic_plan" if generic_plans else "auto",
+        "plans": plans,
     }
 
 

@@ -9,6 +9,7 @@ submitted settle, then `cancelled`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Final
 
@@ -54,6 +55,11 @@ CHUNK_CANCELLED: Final = "cancelled"
 # Chunks of one job released at once: enough to keep the number busy while one settles, few
 # enough that another job's chunks (and interactive sends) interleave with them on the queues.
 RELEASE_WINDOW: Final = 3
+# Once running, a job keeps about this many seconds of its number's sends released: a chunk is
+# released only after an earlier one settles (its outcomes polled every half second or more, the
+# next chunk then run and its jobs published), so at 1,000 mps three chunks of 500 (1.5 s of
+# sends) left the number idle while the pipeline refilled.
+RELEASE_SECONDS: Final = 3.0
 MIN_CHUNK: Final = 10
 MAX_CHUNK: Final = 500
 
@@ -82,6 +88,13 @@ def chunk_size_for(mps: int) -> int:
     """About one second of the number's sends per chunk, within bounds: a chunk settles quickly,
     so a pause or cancel takes effect within seconds and other work interleaves."""
     return max(MIN_CHUNK, min(MAX_CHUNK, mps))
+
+
+def release_window(chunk_size: int, mps: int) -> int:
+    """Chunks of a running job released at once: `RELEASE_WINDOW`, or more where that is under
+    `RELEASE_SECONDS` of the number's rate."""
+    per_chunk = max(1, chunk_size) / max(1, mps)
+    return max(RELEASE_WINDOW, math.ceil(RELEASE_SECONDS / per_chunk))
 
 
 def chunks_of(total: int, size: int) -> int:

@@ -452,9 +452,12 @@ def insert_planned(
     return True
 
 
-def release(uow: UnitOfWork, organization_id: UUID, job_id: UUID) -> list[int]:
-    """Release the job's next chunks (up to the window) and enqueue them through the outbox."""
-    chunks = repo.release(uow.conn, job_id, rules.RELEASE_WINDOW)
+def release(
+    uow: UnitOfWork, organization_id: UUID, job_id: UUID, window: int = rules.RELEASE_WINDOW
+) -> list[int]:
+    """Release the job's next chunks (up to `window` released and unsettled) and enqueue them
+    through the outbox."""
+    chunks = repo.release(uow.conn, job_id, window)
     for chunk in chunks:
         uow.enqueue(rules.run_chunk_job(str(organization_id), str(job_id), chunk))
     return chunks

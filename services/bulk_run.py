@@ -221,7 +221,10 @@ def _settle_done(
     current = repo.get_job(conn, job_id)
     assert current is not None
     if current["status"] in (rules.RUNNING, rules.PENDING):
-        release(uow, organization_id, job_id)
+        window = rules.RELEASE_WINDOW
+        if job["kind"] == rules.BROADCAST:
+            window = rules.release_window(int(job["chunk_size"]), _mps(conn, job))
+        release(uow, organization_id, job_id, window)
     finished = None
     duration = None
     if repo.unsettled_chunks(conn, job_id) == 0 and current["status"] not in rules.FINISHED:

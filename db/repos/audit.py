@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -84,6 +85,16 @@ def record_send_outcome(
     )
 
 
+# The outcomes as one JSON array of rows: a statement of one shape whatever the batch's size,
+# which psycopg prepares once per connection (a multi-row VALUES is compiled again for every size).
+_APPEND_SEND_OUTCOMES = """
+INSERT INTO event_store (organization_id, aggregate_type, aggregate_id, event_type, payload)
+SELECT %(org)s::uuid, 'message', o.aggregate_id, o.event_type, o.payload
+FROM json_to_recordset(%(outcomes)s::json) AS o(aggregate_id text, event_type text, payload jsonb, ord int)
+ORDER BY o.ord
+"""
+
+
 def record_send_outcomes(conn: Connection, organization_id: UUID, outcomes: Sequence[SendOutcome]) -> None:
     """The outcomes of one organization's batch in one multi-row INSERT: a batch of sends costs one
     statement of audit, not one per send."""
@@ -92,19 +103,13 @@ def record_send_outcomes(conn: Connection, organization_id: UUID, outcomes: Sequ
             raise ValueError(f"unknown send outcome {o.outcome!r}; one of {sorted(SEND_OUTCOMES)}")
     if not outcomes:
         return
-    conn.execute(
-        sa.insert(event_store).values(
-            [
-                {
-                    "organization_id": organization_id,
-                    "aggregate_type": MESSAGE,
-                    "aggregate_id": str(o.message_id),
-                    "event_type": f"message.{o.outcome}",
-                    "payload": o.payload(),
-                }
-                for o in outcomes
-            ]
-        )
+    rows = [
+        {"aggregate_id": str(o.message_id), "event_type": f"message.{o.outcome}", "payload": o.payload(),
+         "ord": i}
+        for i, o in enumerate(outcomes)
+    ]  # fmt: skip
+    conn.exec_driver_sql(
+        _APPEND_SEND_OUTCOMES, {"org": str(organization_id), "outcomes": orjson.dumps(rows).decode()}
     )
 
 

@@ -33,6 +33,11 @@ class OutboundOptions(BaseSettings):
     # (WORKER_THREADS) should be at least `in_flight`, each thread waiting on one send.
     in_flight: int = Field(default=256, ge=1)
     in_flight_per_number: int = Field(default=256, ge=1)
+    # Postgres batches of the send path one process runs at once, for claims and for wamids each
+    # (each batch one organization's, in a transaction on a pooled connection of its own): twice
+    # this should fit in DATABASE_POOL_SIZE. One organization's batches run one at a time whatever
+    # this is; it lets several organizations' run side by side.
+    db_batches: int = Field(default=4, ge=1)
 
     def breakers(self, redis: Redis) -> BreakerRegistry:
         return BreakerRegistry(

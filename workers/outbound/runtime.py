@@ -34,7 +34,11 @@ def engine_for(catch_up: CatchUp) -> Callable[[], SendEngine]:
                 pacer=FleetPacer(current.graph.pacer),
                 routes=RouteCache(current.engine),
                 store=PostgresSendStore(
-                    current.engine, current.jobs, catch_up, lease_seconds=options.send_lease_seconds
+                    current.engine,
+                    current.jobs,
+                    catch_up,
+                    lease_seconds=options.send_lease_seconds,
+                    batch_concurrency=options.db_batches,
                 ),
                 limits=InFlightLimits(options.in_flight, options.in_flight_per_number),
                 pace_max_wait=options.pace_max_wait_seconds,

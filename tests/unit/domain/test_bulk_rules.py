@@ -41,3 +41,11 @@ def test_settles_are_looked_at_about_when_the_sends_should_be_done() -> None:
     assert rules.settle_delay_ms(10, 1000) == 500
     assert rules.settle_delay_ms(500, 20) == 10_000
     assert "131026" in rules.PERMANENT_FOR_RECIPIENT and "131049" not in rules.PERMANENT_FOR_RECIPIENT
+
+
+def test_a_running_job_keeps_about_three_seconds_of_its_numbers_sends_released() -> None:
+    assert rules.release_window(rules.chunk_size_for(80), 80) == rules.RELEASE_WINDOW
+    assert rules.release_window(rules.chunk_size_for(200), 200) == rules.RELEASE_WINDOW
+    # 500-item chunks at 1,000 mps are half a second each: six of them are three seconds.
+    assert rules.release_window(rules.chunk_size_for(1000), 1000) == 6
+    assert rules.release_window(10, 0) >= rules.RELEASE_WINDOW
