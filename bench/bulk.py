@@ -212,6 +212,32 @@ def _achieved(engine: Any, org: uuid.UUID, job_id: uuid.UUID, chunk_timeline: bo
     }
 
 
+_Cpu = dict[str, dict[int, float]]
+
+
+def _cpu(workers: list[Any], fake_pid: int) -> _Cpu:
+    """CPU seconds so far of the outbound and bulk workers' processes, the fake, Postgres and
+    RabbitMQ (both the machine's servers: other clients' work counts too)."""
+
+    def tree(pid: int) -> dict[int, float]:
+        return {p: procstat.cpu_seconds(p) for p in [pid, *procstat.children(pid)]}
+
+    return {
+        "outbound": tree(workers[0].proc.pid),
+        "bulk": tree(workers[1].proc.pid),
+        "fake": tree(fake_pid),
+        "postgres": procstat.postgres_cpu(),
+        "rabbitmq": {p: procstat.cpu_seconds(p) for p in procstat.named("beam.smp")},
+    }
+
+
+def _per_send(before: _Cpu, after: _Cpu, sends: int) -> dict[str, int]:
+    return {
+        name: round(sum(cpu - before[name].get(pid, 0.0) for pid, cpu in now.items()) / max(1, sends) * 1e6)
+        for name, now in after.items()
+    }
+
+
 def _peak_rss_mb(leader_pid: int) -> list[float]:
     """VmHWM of every process in the leader's process group (Dramatiq's supervisor and workers)."""
     peaks = []
@@ -299,10 +325,13 @@ def main() -> None:
                 if (mps == 1000 and args.skip_1000) or (mps == 200 and args.skip_200):
                     continue
                 org, _ = _tenant(engine, mps, mps)
+                cpu_before = _cpu(workers, fake.proc.pid)  # type: ignore[union-attr]
                 job_id, _ = _plan(engine, publisher, org, args.recipients, 10_000_000 * (mps // 100))
                 job = _wait_job(engine, org, job_id, timeout=args.recipients / mps * 4 + 120)
+                cpu_after = _cpu(workers, fake.proc.pid)  # type: ignore[union-attr]
                 figures = {"mps": mps, "status": job.status, "succeeded": job.counts.succeeded,
-                           **_achieved(engine, org, job_id, args.chunk_timeline)}  # fmt: skip
+                           **_achieved(engine, org, job_id, args.chunk_timeline),
+                           "cpu_us_per_send": _per_send(cpu_before, cpu_after, args.recipients)}  # fmt: skip
                 lost += args.recipients - job.counts.succeeded
                 report[name] = figures
             publisher.close()
