@@ -4,7 +4,7 @@ database and vhost of their own.
 
     .venv/bin/python -m bench.bulk [--plan-recipients 100000] [--recipients 20000]
                                    [--latency-ms 250] [--outbound-processes 2 --outbound-threads 256]
-                                   [--plan-only] [--skip-1000]
+                                   [--plan-only] [--skip-1000 | --skip-200]
 
 Prints JSON with:
 - planning: seconds to plan `--plan-recipients` recipients (one transaction: the checks, the job,
@@ -164,7 +164,7 @@ def _wait_job(engine: Any, org: uuid.UUID, job_id: uuid.UUID, timeout: float) ->
         time.sleep(0.5)
 
 
-def _achieved(engine: Any, org: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any]:
+def _achieved(engine: Any, org: uuid.UUID, job_id: uuid.UUID, chunk_timeline: bool) -> dict[str, Any]:
     from db.uow import UnitOfWork
 
     with UnitOfWork(engine, organization_id=org) as uow:
@@ -176,11 +176,65 @@ def _achieved(engine: Any, org: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any]:
             ),
             {"j": job_id},
         ).one()
+        timeline = uow.conn.execute(
+            sa.text(
+                "SELECT count(*) FROM bulk_job_items i JOIN messages m ON m.id = i.message_id "
+                "WHERE i.bulk_job_id = :j AND m.status = 'sent' "
+                "GROUP BY date_trunc('second', m.sent_at) ORDER BY date_trunc('second', m.sent_at)"
+            ),
+            {"j": job_id},
+        ).scalars()
+        chunks = uow.conn.execute(
+            sa.text(
+                "WITH t0 AS (SELECT min(submitted_at) AS t FROM bulk_job_chunks WHERE bulk_job_id = :j) "
+                "SELECT c.chunk, "
+                "round(extract(epoch FROM c.submitted_at - t0.t)::numeric, 2) AS submitted, "
+                "round(extract(epoch FROM min(m.sent_at) - t0.t)::numeric, 2) AS first_sent, "
+                "round(extract(epoch FROM max(m.sent_at) - t0.t)::numeric, 2) AS last_sent, "
+                "round(extract(epoch FROM c.settled_at - t0.t)::numeric, 2) AS settled "
+                "FROM bulk_job_chunks c CROSS JOIN t0 "
+                "JOIN bulk_job_items i ON i.bulk_job_id = c.bulk_job_id AND i.chunk = c.chunk "
+                "JOIN messages m ON m.id = i.message_id "
+                "WHERE c.bulk_job_id = :j GROUP BY c.chunk, c.submitted_at, c.settled_at, t0.t "
+                "ORDER BY c.chunk"
+            ),
+            {"j": job_id},
+        ).all()
     span = float(row.span or 0)
     return {
+        # Per chunk, seconds from the first submission: submitted, first and last sent, settled.
+        "chunks": [[float(v) for v in c[1:]] for c in chunks] if chunk_timeline else None,
         "sent": int(row.sent),
         "span_s": round(span, 2),
         "sends_per_s": round(row.sent / span, 1) if span else None,
+        # Sends per wall-clock second: bursts and gaps say chunks came late, an even low rate CPU.
+        "per_second": [int(n) for n in timeline],
+    }
+
+
+_Cpu = dict[str, dict[int, float]]
+
+
+def _cpu(workers: list[Any], fake_pid: int) -> _Cpu:
+    """CPU seconds so far of the outbound and bulk workers' processes, the fake, Postgres and
+    RabbitMQ (both the machine's servers: other clients' work counts too)."""
+
+    def tree(pid: int) -> dict[int, float]:
+        return {p: procstat.cpu_seconds(p) for p in [pid, *procstat.children(pid)]}
+
+    return {
+        "outbound": tree(workers[0].proc.pid),
+        "bulk": tree(workers[1].proc.pid),
+        "fake": tree(fake_pid),
+        "postgres": procstat.postgres_cpu(),
+        "rabbitmq": {p: procstat.cpu_seconds(p) for p in procstat.named("beam.smp")},
+    }
+
+
+def _per_send(before: _Cpu, after: _Cpu, sends: int) -> dict[str, int]:
+    return {
+        name: round(sum(cpu - before[name].get(pid, 0.0) for pid, cpu in now.items()) / max(1, sends) * 1e6)
+        for name, now in after.items()
     }
 
 
@@ -210,6 +264,8 @@ def main() -> None:
     parser.add_argument("--outbound-threads", type=int, default=256, help="per process, as the Procfile's")
     parser.add_argument("--bulk-threads", type=int, default=4)
     parser.add_argument("--skip-1000", action="store_true", help="only the 200-mps broadcast")
+    parser.add_argument("--chunk-timeline", action="store_true", help="each chunk's timings too")
+    parser.add_argument("--skip-200", action="store_true", help="only the 1,000-mps broadcast")
     parser.add_argument("--plan-only", action="store_true", help="only the planning figure")
     args = parser.parse_args()
 
@@ -266,13 +322,16 @@ def main() -> None:
             publisher = BrokerJobPublisher(RabbitmqBroker(url=amqp, confirm_delivery=True, middleware=[]))
             lost = 0
             for name, mps in (("paced_200", 200), ("paced_1000", 1000)):
-                if mps == 1000 and args.skip_1000:
+                if (mps == 1000 and args.skip_1000) or (mps == 200 and args.skip_200):
                     continue
                 org, _ = _tenant(engine, mps, mps)
+                cpu_before = _cpu(workers, fake.proc.pid)  # type: ignore[union-attr]
                 job_id, _ = _plan(engine, publisher, org, args.recipients, 10_000_000 * (mps // 100))
                 job = _wait_job(engine, org, job_id, timeout=args.recipients / mps * 4 + 120)
+                cpu_after = _cpu(workers, fake.proc.pid)  # type: ignore[union-attr]
                 figures = {"mps": mps, "status": job.status, "succeeded": job.counts.succeeded,
-                           **_achieved(engine, org, job_id)}  # fmt: skip
+                           **_achieved(engine, org, job_id, args.chunk_timeline),
+                           "cpu_us_per_send": _per_send(cpu_before, cpu_after, args.recipients)}  # fmt: skip
                 lost += args.recipients - job.counts.succeeded
                 report[name] = figures
             publisher.close()

@@ -22,7 +22,7 @@ from db import outbox
 from db.engine import system_engine
 from db.rls import ORG_SETTING, SYSTEM_SETTING
 from db.tracing import commit_span
-from domain.ports import Job, JobPublisher
+from domain.ports import BatchJobPublisher, Job, JobPublisher
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +199,15 @@ class UnitOfWork:
         assert self._publisher is not None
         published: list[int] = []
         try:
-            for outbox_id, job in self._jobs:
-                self._publisher.publish(job)
-                published.append(outbox_id)
+            if isinstance(self._publisher, BatchJobPublisher) and len(self._jobs) > 1:
+                errors = self._publisher.publish_many([job for _, job in self._jobs])
+                published = [i for (i, _), error in zip(self._jobs, errors, strict=True) if error is None]
+                if failed := next((error for error in errors if error is not None), None):
+                    raise failed
+            else:
+                for outbox_id, job in self._jobs:
+                    self._publisher.publish(job)
+                    published.append(outbox_id)
         finally:
             # Whatever was not published stays in the outbox for the sweep; the caller learns of
             # the failure (the row is committed, so retrying the whole message is idempotent).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,15 @@ class JobPublisher(Protocol):
     """Puts jobs on the broker durably (returns only once the broker has them)."""
 
     def publish(self, job: Job) -> None: ...
+
+
+@runtime_checkable
+class BatchJobPublisher(JobPublisher, Protocol):
+    """A publisher that puts many jobs on the broker at once, each as durably as `publish`."""
+
+    def publish_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        """Every job attempted; per job, None once the broker has it, or why it is not there."""
+        ...
 
 
 class RealtimePublisher(Protocol):

@@ -30,7 +30,7 @@ from domain import bulk as rules
 from domain.outbound import send_job
 from domain.ports import JobPublisher
 from services import bulk_apply
-from services.bulk import release
+from services.bulk import number_mps, release, window_of
 from services.sends import OutgoingMessage, queue_messages, recipient_refusal, template_refusal
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,7 @@ def settle_chunk(ports: RunPorts, organization_id: UUID, job_id: UUID, chunk: in
 
 
 def _mps(conn: Connection, job: RowMapping) -> int:
-    number = job["phone_number_id"]
-    return repo.number_facts(conn, number).mps if number else 80
+    return number_mps(conn, job["phone_number_id"])
 
 
 def _submit_broadcast(uow: UnitOfWork, organization_id: UUID, job: RowMapping, chunk: int) -> None:
@@ -221,9 +220,7 @@ def _settle_done(
     current = repo.get_job(conn, job_id)
     assert current is not None
     if current["status"] in (rules.RUNNING, rules.PENDING):
-        window = rules.RELEASE_WINDOW
-        if job["kind"] == rules.BROADCAST:
-            window = rules.release_window(int(job["chunk_size"]), _mps(conn, job))
+        window = window_of(conn, job["kind"], job["phone_number_id"], int(job["chunk_size"]))
         release(uow, organization_id, job_id, window)
     finished = None
     duration = None

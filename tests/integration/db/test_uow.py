@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -108,6 +109,50 @@ def test_a_failed_publish_leaves_the_job_in_the_outbox(engine: Engine) -> None:
         uow.conn.execute(sa.delete(t.outbox).where(t.outbox.c.args[0].astext == "kept-for-sweep"))
         uow.commit()
     assert count == 1
+
+
+class _BatchFailsSome:
+    """A batch publisher that publishes every job but those whose argument is odd."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+        self.batches = 0
+
+    def publish(self, job: Job) -> None:
+        raise AssertionError("a batch publisher is given the jobs as a batch")
+
+    def publish_many(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        self.batches += 1
+        out: list[BaseException | None] = []
+        for job in jobs:
+            if int(job.args[1]) % 2:
+                out.append(ConnectionError("broker down"))
+            else:
+                self.jobs.append(job)
+                out.append(None)
+        return out
+
+
+def test_a_batch_publish_leaves_exactly_the_jobs_it_did_not_publish_in_the_outbox(engine: Engine) -> None:
+    marker = f"batch-{uuid.uuid4()}"
+    publisher = _BatchFailsSome()
+    with (
+        pytest.raises(ConnectionError),
+        UnitOfWork(engine, system=True, publisher=publisher) as uow,
+    ):
+        uow.enqueue_many([Job("media", "fetch_media", (marker, n)) for n in range(10)])
+        uow.commit()
+    with UnitOfWork(engine, system=True) as uow:
+        kept = (
+            uow.conn.execute(sa.select(t.outbox.c.args).where(t.outbox.c.args[0].astext == marker))
+            .scalars()
+            .all()
+        )
+        uow.conn.execute(sa.delete(t.outbox).where(t.outbox.c.args[0].astext == marker))
+        uow.commit()
+    assert publisher.batches == 1
+    assert sorted(args[1] for args in kept) == [1, 3, 5, 7, 9]
+    assert sorted(job.args[1] for job in publisher.jobs) == [0, 2, 4, 6, 8]
 
 
 def _org(engine: Engine) -> uuid.UUID:
