@@ -19,6 +19,16 @@ from services import bulk_run
 BULK_SCOPES = ("messages:write", "messages:read", "bulk:write", "bulk:read")
 
 
+def template_components(header: str = "A1", body: tuple[str, str] = ("{{contact.wa_id}}", "B"),
+                        button: str = "x") -> list[dict[str, Any]]:  # fmt: skip
+    """Components for `devkit.tenants.TEMPLATE` (a header, two body and one URL button parameter)."""
+    return [
+        {"type": "header", "parameters": [{"type": "text", "text": header}]},
+        {"type": "body", "parameters": [{"type": "text", "text": text} for text in body]},
+        {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": button}]},
+    ]
+
+
 def bulk_tenant(engine: Engine, *, plan: str = "enterprise", mps: int = 80, numbers: int = 1) -> Tenant:
     tenant = make_tenant(engine, mps=mps, numbers=numbers)
     with UnitOfWork(engine, system=True) as uow:

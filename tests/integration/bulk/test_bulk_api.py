@@ -25,19 +25,18 @@ from domain import jobs as names
 from domain.bulk import settle_chunk_job
 from domain.ports import Job
 from services import bulk_run
-from tests.support.bulk import BULK_SCOPES, bulk_tenant, run_bulk_jobs, set_messaging_limit
+from tests.support.bulk import (
+    BULK_SCOPES,
+    bulk_tenant,
+    run_bulk_jobs,
+    set_messaging_limit,
+    template_components,
+)
 from workers.inbound.realtime import RedisRealtime
 
 pytestmark = pytest.mark.integration
 
-COMPONENTS = [
-    {"type": "header", "parameters": [{"type": "text", "text": "A1"}]},
-    {
-        "type": "body",
-        "parameters": [{"type": "text", "text": "{{contact.name}}"}, {"type": "text", "text": "A1"}],
-    },
-    {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "A1"}]},
-]
+COMPONENTS = template_components(body=("{{contact.name}}", "A1"), button="A1")
 
 
 def headers(tenant: Tenant, **extra: str) -> dict[str, str]:

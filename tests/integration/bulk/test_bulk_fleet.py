@@ -22,16 +22,12 @@ from devkit.processes import Process, start_scheduler, start_worker, wait_for
 from devkit.tenants import TEMPLATE, Tenant, recipient
 from services import bulk, sends
 from services.publisher import BrokerJobPublisher
-from tests.support.bulk import bulk_tenant
+from tests.support.bulk import bulk_tenant, template_components
 from tests.support.fake_graph import RunningFakeGraph, running_fake_graph
 
 pytestmark = pytest.mark.integration
 
-COMPONENTS = [
-    {"type": "header", "parameters": [{"type": "text", "text": "A1"}]},
-    {"type": "body", "parameters": [{"type": "text", "text": "Ann"}, {"type": "text", "text": "A1"}]},
-    {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "A1"}]},
-]
+COMPONENTS = template_components(body=("Ann", "A1"), button="A1")
 
 
 @pytest.fixture(scope="module")

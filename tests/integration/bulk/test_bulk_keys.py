@@ -17,19 +17,12 @@ from db.uow import UnitOfWork
 from devkit.jobs import RecordingPublisher
 from devkit.tenants import TEMPLATE, Tenant, recipient
 from services import bulk
-from tests.support.bulk import bulk_tenant
+from tests.support.bulk import bulk_tenant, template_components
 
 pytestmark = pytest.mark.integration
 
 
-COMPONENTS = [
-    {"type": "header", "parameters": [{"type": "text", "text": "A1"}]},
-    {
-        "type": "body",
-        "parameters": [{"type": "text", "text": "{{contact.wa_id}}"}, {"type": "text", "text": "B"}],
-    },
-    {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "x"}]},
-]
+COMPONENTS = template_components()
 
 
 def _plan(tenant: Tenant) -> UUID:

@@ -10,19 +10,11 @@ from devkit.tenants import TEMPLATE
 from domain import bulk as rules
 from domain import jobs as names
 from services import bulk
-from tests.support.bulk import bulk_tenant
+from tests.support.bulk import bulk_tenant, template_components
 
 pytestmark = pytest.mark.integration
 
-# The variables `devkit.tenants.TEMPLATE` takes.
-COMPONENTS = [
-    {"type": "header", "parameters": [{"type": "text", "text": "h"}]},
-    {
-        "type": "body",
-        "parameters": [{"type": "text", "text": "{{contact.wa_id}}"}, {"type": "text", "text": "b"}],
-    },
-    {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "x"}]},
-]
+COMPONENTS = template_components("h", ("{{contact.wa_id}}", "b"))
 
 
 @pytest.mark.parametrize(("mps", "released"), [(80, rules.RELEASE_WINDOW), (1000, 6)])

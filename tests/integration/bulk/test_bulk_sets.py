@@ -19,18 +19,11 @@ from devkit.tenants import TEMPLATE, Tenant, recipient
 from domain import jobs as names
 from domain.ports import Job
 from services import bulk, bulk_run
-from tests.support.bulk import bulk_tenant
+from tests.support.bulk import bulk_tenant, template_components
 
 pytestmark = pytest.mark.integration
 
-COMPONENTS = [
-    {"type": "header", "parameters": [{"type": "text", "text": "A\t1\\n"}]},
-    {
-        "type": "body",
-        "parameters": [{"type": "text", "text": "{{contact.wa_id}}"}, {"type": "text", "text": "é\n"}],
-    },
-    {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "x"}]},
-]
+COMPONENTS = template_components("A\t1\\n", ("{{contact.wa_id}}", "é\n"))
 
 
 def _rows(tenant: Tenant, statement: Any) -> list[Any]:
