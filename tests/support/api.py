@@ -13,6 +13,11 @@ from ingress.api import ApiOptions, ApiState, api_mount
 
 def build_app(settings: Settings, options: ApiOptions) -> tuple[Starlette, ApiState]:
     state = ApiState(settings, options)
+    return api_app(state), state
+
+
+def api_app(state: ApiState) -> Starlette:
+    """The API alone, opening and closing `state` with the app."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -22,7 +27,7 @@ def build_app(settings: Settings, options: ApiOptions) -> tuple[Starlette, ApiSt
         finally:
             state.close()
 
-    return Starlette(routes=[api_mount(state)], lifespan=lifespan), state
+    return Starlette(routes=[api_mount(state)], lifespan=lifespan)
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 
 import pytest
 from redis import Redis
 from sqlalchemy.engine import Engine
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from config import Settings
 from devkit.jobs import RecordingPublisher
-from ingress.api import ApiOptions, ApiResources, ApiState, api_mount
+from ingress.api import ApiOptions, ApiResources, ApiState
 from ingress.api.ratelimit import RateLimiter
+from tests.support.api import api_app
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +32,7 @@ def client(settings: Settings, engine: Engine, publisher: RecordingPublisher) ->
         redis, limit=options.rate_limit, window_seconds=60, namespace=options.redis_namespace
     )
     state = ApiState(options=options, resources=ApiResources(engine, redis, publisher, limiter, options))
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.open()
-        try:
-            yield
-        finally:
-            state.close()
-
-    with TestClient(Starlette(routes=[api_mount(state)], lifespan=lifespan)) as test_client:
+    with TestClient(api_app(state)) as test_client:
         yield test_client
     redis.close()
 
