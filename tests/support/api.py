@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from config import Settings
 from ingress.api import ApiOptions, ApiState, api_mount
@@ -16,8 +17,8 @@ def build_app(settings: Settings, options: ApiOptions) -> tuple[Starlette, ApiSt
     return api_app(state), state
 
 
-def api_app(state: ApiState) -> Starlette:
-    """The API alone, opening and closing `state` with the app."""
+def api_app(state: ApiState, *more: BaseRoute) -> Starlette:
+    """The API (and `more` routes beside it, e.g. the console), opening and closing `state` with the app."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -27,7 +28,7 @@ def api_app(state: ApiState) -> Starlette:
         finally:
             state.close()
 
-    return Starlette(routes=[api_mount(state)], lifespan=lifespan)
+    return Starlette(routes=[api_mount(state), *more], lifespan=lifespan)
 
 
 def bearer(key: str) -> dict[str, str]:

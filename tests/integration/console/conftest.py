@@ -7,19 +7,18 @@ free port for the browser tests.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy.engine import Engine
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from config import Settings
 from devkit.tenants import Tenant, make_tenant
-from ingress.api import ApiOptions, ApiState, api_mount
+from ingress.api import ApiOptions, ApiState
 from ingress.console import ConsoleOptions, ConsoleState, console_mount
+from tests.support.api import api_app
 from tests.support.console import (
     ConsoleSetup,
     Served,
@@ -38,17 +37,7 @@ def build_console(settings: Settings, namespace: str, sign_in_limit: int = 1000)
         sign_in_limit=sign_in_limit,
     )
     console = ConsoleState(api, options)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        api.open()
-        try:
-            yield
-        finally:
-            api.close()
-
-    app = Starlette(routes=[api_mount(api), console_mount(console)], lifespan=lifespan)
-    return ConsoleSetup(app, options, api)
+    return ConsoleSetup(api_app(api, console_mount(console)), options, api)
 
 
 @pytest.fixture(scope="module")
