@@ -27,6 +27,10 @@ from domain.ports import BatchJobPublisher, Job, JobPublisher
 log = logging.getLogger(__name__)
 
 
+# A driver statement: fixed text with `%(name)s` parameters, and its parameters.
+Statement = tuple[str, Mapping[str, Any]]
+
+
 class UnitOfWorkError(RuntimeError):
     pass
 
@@ -125,6 +129,29 @@ class UnitOfWork:
             self._after_committed()
         return rows
 
+    def pipeline_scoped(
+        self, groups: Sequence[tuple[UUID, Sequence[Statement]]], *, commit: bool = False
+    ) -> list[list[list[Any]]]:
+        """`pipeline` for the statements of several organizations, each group under its own scope
+        (SET LOCAL, as `switch_tenant`), all in one round trip: each statement sees only the
+        organization scoped when it runs. Each group's statements' rows, in order. For work
+        batched over organizations that commits together (the send path's claims and wamids)."""
+        if self.system:
+            raise UnitOfWorkError("a system unit of work has no tenant to switch")
+        flat: list[Statement] = []
+        for organization_id, statements in groups:
+            flat.append(_switch(organization_id))
+            flat.extend(statements)
+        rows = self.pipeline(flat, commit=commit)
+        if groups:
+            self.organization_id = groups[-1][0]
+        out: list[list[list[Any]]] = []
+        at = 0
+        for _, statements in groups:
+            out.append(rows[at + 1 : at + 1 + len(statements)])
+            at += 1 + len(statements)
+        return out
+
     def _run_pipelined(
         self, conn: Connection, statements: Sequence[tuple[str, Mapping[str, Any]]], *, commit: bool = False
     ) -> list[list[Any]]:
@@ -171,9 +198,7 @@ class UnitOfWork:
         batched over several organizations that may commit together (the send path's claims)."""
         if self.system:
             raise UnitOfWorkError("a system unit of work has no tenant to switch")
-        self.conn.exec_driver_sql(
-            f"SELECT set_config('{ORG_SETTING}', %(org)s, true)", {"org": str(organization_id)}
-        )
+        self.conn.exec_driver_sql(*_switch(organization_id))
         self.organization_id = organization_id
 
     def commit(self) -> None:
@@ -223,6 +248,13 @@ _SCOPE = (
     f"SELECT set_config('{ORG_SETTING}', %(org)s, true), set_config('{SYSTEM_SETTING}', %(system)s, true), "
     "set_config('plan_cache_mode', %(plans)s, true)"
 )
+
+
+_SWITCH = f"SELECT set_config('{ORG_SETTING}', %(org)s, true)"
+
+
+def _switch(organization_id: UUID) -> Statement:
+    return _SWITCH, {"org": str(organization_id)}
 
 
 def _scope_params(organization_id: UUID | None, system: bool, plans: str) -> dict[str, str]:

@@ -16,18 +16,21 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.engine import Connection, RowMapping
 
 from db.repos.billing import MESSAGES_METRIC, period_of
 from db.tables import (
     contacts,
     conversations,
+    event_store,
     message_status_events,
     messages,
     outbox,
     usage_counters,
     whatsapp_numbers,
 )
+from db.uow import Statement
 from domain.outbound import AMBIGUOUS, FAILED, OUTBOUND, QUEUED, REACTION_TYPE, SENDING, SENT
 
 # --- the send API -------------------------------------------------------------------------------
@@ -294,17 +297,29 @@ def _claim_statement() -> sa.Select[Any]:
     )
 
 
-_CLAIM = _claim_statement()
+# The send path runs these through the driver's pipeline (`UnitOfWork.pipeline_scoped`: the
+# claims or wamids of several organizations in one round trip), so they are compiled to driver
+# text once, with the constants SQLAlchemy bound; callers add the values.
+def _driver_sql(statement: sa.ClauseElement) -> tuple[str, dict[str, Any]]:
+    compiled = statement.compile(dialect=psycopg_dialect())  # type: ignore[no-untyped-call]
+    return compiled.string, dict(compiled.params)
 
 
-def claim_queued_many(conn: Connection, message_ids: Sequence[UUID]) -> dict[UUID, Claimed]:
-    """Mark the `queued` ones of these messages `sending` with their next attempt number, and
-    count first attempts against the month's usage; the others are left out of the answer.
+_CLAIM, _CLAIM_CONSTANTS = _driver_sql(_claim_statement())
+
+
+def claim_queued(message_ids: Sequence[UUID]) -> Statement:
+    """The statement that marks the `queued` ones of these messages `sending` with their next
+    attempt number and counts first attempts against the month's usage (`claimed` reads its rows:
+    the others are left out).
 
     It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
     conditions match the partial index of pending sends, which the planner then prefers to the
     primary key whenever its statistics predate a burst of queued sends."""
-    rows = conn.execute(_CLAIM, {"ids": list(message_ids), "period": period_of()}).all()
+    return _CLAIM, {**_CLAIM_CONSTANTS, "ids": list(message_ids), "period": period_of()}
+
+
+def claimed(rows: Sequence[Any]) -> dict[UUID, Claimed]:
     return {r.id: Claimed(int(r.attempts), r.raw or {}, r.created_at) for r in rows}
 
 
@@ -318,11 +333,12 @@ class SentRecord:
 @dataclass(frozen=True, slots=True)
 class RecordedSent:
     created_at: datetime
+    wamid: str
     # A status or the customer's reaction arrived for the wamid before it was known.
     has_arrivals: bool
 
 
-def _record_sent_statement() -> sa.Update:
+def _record_sent_statement() -> sa.Select[Any]:
     given = (
         sa.func.unnest(
             _IDS,
@@ -338,13 +354,15 @@ def _record_sent_statement() -> sa.Update:
         message_status_events.c.wamid == given.c.wamid, message_status_events.c.applied.is_(False)
     )
     reacted = sa.exists().where(reactions.c.type == REACTION_TYPE, reactions.c.context_wamid == given.c.wamid)
-    return (
+    recorded = (
         sa.update(messages)
         .where(messages.c.id == given.c.id, messages.c.attempts == given.c.attempt)
         # The ids again as an array: the rows are found by their primary key, never by scanning
         # every row without a wamid (the planner cannot see into the function's rows).
         .where(messages.c.id == sa.any_(_IDS))
-        .where(messages.c.wamid.is_(None), messages.c.status.in_((SENDING, AMBIGUOUS)))
+        # Not `IN (...)`: an expanding parameter has no fixed driver text.
+        .where(messages.c.wamid.is_(None))
+        .where(sa.or_(messages.c.status == SENDING, messages.c.status == AMBIGUOUS))
         .values(
             wamid=given.c.wamid,
             status=SENT,
@@ -354,46 +372,67 @@ def _record_sent_statement() -> sa.Update:
             error_details=None,
             updated_at=sa.func.now(),
         )
-        .returning(messages.c.id, messages.c.created_at, (parked | reacted).label("has_arrivals"))
+        .returning(messages.c.id, messages.c.organization_id, messages.c.attempts, messages.c.wamid,
+                   messages.c.created_at, (parked | reacted).label("has_arrivals"))
+        .cte("recorded")
+    )  # fmt: skip
+    # `message.sent` for exactly the rows this statement stored: an attempt settled before (by a
+    # duplicate job, or a newer attempt) is not in `recorded`, and an UPDATE changes a row once
+    # even when two given rows name it, so each stored wamid is audited once.
+    audited = insert(event_store).from_select(
+        ["organization_id", "aggregate_type", "aggregate_id", "event_type", "payload"],
+        sa.select(
+            recorded.c.organization_id,
+            sa.literal("message"),
+            sa.cast(recorded.c.id, sa.Text()),
+            sa.literal("message.sent"),
+            sa.func.jsonb_build_object("attempt", recorded.c.attempts, "wamid", recorded.c.wamid),
+        ),
+    )
+    return sa.select(recorded.c.id, recorded.c.wamid, recorded.c.created_at, recorded.c.has_arrivals).add_cte(
+        audited.cte("audited")
     )
 
 
-_RECORD_SENT = _record_sent_statement()
+_RECORD_SENT, _RECORD_SENT_CONSTANTS = _driver_sql(_record_sent_statement())
 
 
-def record_sent_many(conn: Connection, records: Sequence[SentRecord]) -> dict[UUID, RecordedSent]:
-    """Store each wamid and `sent` where its attempt is still current; for each message recorded
-    (the others were settled by a newer attempt or by a status webhook), its creation time and
-    whether something arrived for its wamid before it was known. Take the wamids' locks first
-    (`lock_wamids`, in an earlier statement of the transaction): the status path takes them too,
-    so one of the two always sees the other's committed row (this statement's snapshot is taken
-    once the locks are held)."""
-    if not records:
-        return {}
-    params = {
+def record_sent(records: Sequence[SentRecord]) -> Statement:
+    """The statement that stores each wamid and `sent` where its attempt is still current (the
+    others were settled by a newer attempt or by a status webhook), with `message.sent` for each
+    one stored; `recorded` reads its rows. Take the wamids' locks first (`lock_wamids`, in an
+    earlier statement of the transaction): the status path takes them too, so one of the two
+    always sees the other's committed row (this statement's snapshot is taken once the locks are
+    held)."""
+    return _RECORD_SENT, {
+        **_RECORD_SENT_CONSTANTS,
         "ids": [r.message_id for r in records],
         "attempt_numbers": [r.attempt for r in records],
         "given_wamids": [r.wamid for r in records],
     }
-    return {
-        r.id: RecordedSent(r.created_at, bool(r.has_arrivals)) for r in conn.execute(_RECORD_SENT, params)
-    }
 
 
-_LOCK_WAMIDS = sa.select(
-    sa.func.pg_advisory_xact_lock(
-        sa.func.hashtextextended(
-            sa.func.unnest(sa.bindparam("wamids", type_=ARRAY(sa.Text()))).column_valued("w"), 0
+def recorded(rows: Sequence[Any]) -> dict[UUID, RecordedSent]:
+    """Each message whose wamid was stored: its creation time, the wamid, and whether something
+    arrived for the wamid before it was known."""
+    return {r.id: RecordedSent(r.created_at, r.wamid, bool(r.has_arrivals)) for r in rows}
+
+
+_LOCK_WAMIDS, _LOCK_WAMIDS_CONSTANTS = _driver_sql(
+    sa.select(
+        sa.func.pg_advisory_xact_lock(
+            sa.func.hashtextextended(
+                sa.func.unnest(sa.bindparam("wamids", type_=ARRAY(sa.Text()))).column_valued("w"), 0
+            )
         )
     )
 )
 
 
-def lock_wamids(conn: Connection, wamids: Sequence[str]) -> None:
+def lock_wamids(wamids: Sequence[str]) -> Statement:
     """The wamids' transaction locks (in one order, so concurrent callers never wait in a cycle),
     whatever the tenant scope: one statement for the wamids of every organization of a batch."""
-    if wamids:
-        conn.execute(_LOCK_WAMIDS, {"wamids": sorted(set(wamids))})
+    return _LOCK_WAMIDS, {**_LOCK_WAMIDS_CONSTANTS, "wamids": sorted(set(wamids))}
 
 
 def record_failed(

@@ -6,64 +6,60 @@ so each kind is gathered here and run for the whole batch, in a worker thread (t
 Redis and Postgres clients), while the event loop keeps the HTTP calls moving. No timer: a lone
 call runs at once, and the batches grow with the load by themselves.
 
-`KeyedCoalescer` keeps one such queue per key (an organization): the batches of different keys
-run side by side, so one organization's round trips never wait behind another's. One queue for
-every key would run them one after another, a batch's latency growing with the number of
-organizations in it while the process's sends wait (the fleet's throughput then set by Postgres
-latency, not by its CPU).
+With `concurrency` above one, that many batches may run at once (each holds a worker thread and,
+for Postgres, a pooled connection): a call waits for a batch before it only when every slot is
+busy, so a slow round trip does not hold the others' calls, and under load the batches still grow.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-Key = TypeVar("Key", bound=Hashable)
 
 
 class Coalescer(Generic[Item, Result]):
     """`await submit(item)` → `run(batch)[i]` for that item. `run` answers every item of its
     batch, in order, with a result or an exception (raised to that caller alone); an exception
-    raised by `run` itself goes to every caller of the batch. Use from one event loop. With
-    `slots`, each batch first takes one (several coalescers sharing a bound on batches at once)."""
+    raised by `run` itself goes to every caller of the batch. Use from one event loop; at most
+    `concurrency` batches run at once."""
 
     def __init__(
         self,
         run: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
         max_batch: int = 256,
-        slots: asyncio.Semaphore | None = None,
+        concurrency: int = 1,
     ):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self._run = run
         self._max_batch = max_batch
-        self._slots = slots
+        self._concurrency = concurrency
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._draining = False
-
-    @property
-    def idle(self) -> bool:
-        return not self._draining and not self._pending
+        self._draining = 0
+        # The running drains, held so none is collected mid-batch (the loop keeps weak references).
+        self._drains: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> Result:
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
         self._pending.append((item, future))
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
+        if self._draining < self._concurrency:
+            self._draining += 1
+            task = loop.create_task(self._drain())
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
         return await future
 
     async def _drain(self) -> None:
         try:
             while self._pending:
-                if self._slots is None:
-                    await self._one_batch()
-                else:
-                    async with self._slots:
-                        await self._one_batch()
+                await self._one_batch()
         finally:
-            self._draining = False
+            self._draining -= 1
 
     async def _one_batch(self) -> None:
         batch = self._pending[: self._max_batch]
@@ -84,39 +80,3 @@ class Coalescer(Generic[Item, Result]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
-
-
-class KeyedCoalescer(Generic[Key, Item, Result]):
-    """`await submit(key, item)` → `run(key, batch)[i]`: a `Coalescer` per key, at most
-    `concurrency` batches of all keys running at once (each holds a worker thread and, for
-    Postgres, a pooled connection). A key's queue is dropped once it is idle."""
-
-    def __init__(
-        self,
-        run: Callable[[Key, Sequence[Item]], Sequence[Result | BaseException]],
-        max_batch: int = 256,
-        concurrency: int = 4,
-    ):
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        self._run = run
-        self._max_batch = max_batch
-        self._concurrency = concurrency
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots = asyncio.Semaphore(concurrency)
-        self._queues: dict[Key, Coalescer[Item, Result]] = {}
-
-    async def submit(self, key: Key, item: Item) -> Result:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a semaphore and futures belong to one loop
-            self._loop, self._slots, self._queues = loop, asyncio.Semaphore(self._concurrency), {}
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = Coalescer(
-                lambda items: self._run(key, items), self._max_batch, self._slots
-            )
-        try:
-            return await queue.submit(item)
-        finally:
-            if queue.idle and self._queues.get(key) is queue:
-                del self._queues[key]

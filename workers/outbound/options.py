@@ -34,10 +34,12 @@ class OutboundOptions(BaseSettings):
     in_flight: int = Field(default=256, ge=1)
     in_flight_per_number: int = Field(default=256, ge=1)
     # Postgres batches of the send path one process runs at once, for claims and for wamids each
-    # (each batch one organization's, in a transaction on a pooled connection of its own): twice
-    # this should fit in DATABASE_POOL_SIZE. One organization's batches run one at a time whatever
-    # this is; it lets several organizations' run side by side.
-    db_batches: int = Field(default=4, ge=1)
+    # (each batch the sends of every organization asking at that moment, in one transaction and
+    # one round trip, on a pooled connection of its own): twice this should fit in
+    # DATABASE_POOL_SIZE. One is the cheapest in CPU: the sends that ask while a batch runs
+    # form the next one, so the batches grow with the load; more lets a slow round trip overlap
+    # the next batch, at the price of smaller batches.
+    db_batches: int = Field(default=1, ge=1)
 
     def breakers(self, redis: Redis) -> BreakerRegistry:
         return BreakerRegistry(

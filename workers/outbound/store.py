@@ -1,21 +1,26 @@
 """The message rows of the send path in Postgres (`SendStore`), claims and wamids batched.
 
-The claims of one organization's sends asking at the same moment share one transaction (one
-UPDATE under its tenant scope), and so do the wamids recorded at the same moment; the batches of
-different organizations run side by side (`KeyedCoalescer`), each in a transaction and on a
-pooled connection of its own, a few at once (`batch_concurrency`), with custom plans (the
-batched UPDATEs' generic plans were an order of magnitude slower per row). The rare outcomes (failed,
+The claims of the sends asking at the same moment share one transaction and one round trip,
+whichever organizations they belong to: each organization's claims are one UPDATE under its own
+tenant scope (SET LOCAL before it, `UnitOfWork.pipeline_scoped`), the whole batch sent through
+the driver's pipeline with its COMMIT. The wamids recorded at the same moment share another (the
+wamids' locks, then one UPDATE per organization that also appends `message.sent` for each row it
+stored). A batch of a dozen organizations thus costs what a batch of one did, where a transaction
+per organization cost a dozen. A few batches run at once (`batch_concurrency`), each on a pooled
+connection of its own, with custom plans (the batched UPDATEs' generic plans were an order of
+magnitude slower per row). What a batch cannot settle by itself (an organization whose plan must
+be checked again, a message that was not `queued`, a status that arrived before its wamid is the
+rare case, and a transaction of its own or its organization's) and the rare outcomes (failed,
 ambiguous, released, deferred) are a transaction each. Every transaction commits in exactly one
-place, at the end of its `with UnitOfWork` block, before its callers hear anything. Each outcome
-(sent, failed, ambiguous, released) is appended to the audit trail in the transaction that
-records it, a batch's in one multi-row insert.
+place before its callers hear anything, and each outcome is appended to the audit trail in the
+transaction that records it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
@@ -31,11 +36,14 @@ from db.uow import UnitOfWork
 from domain.outbound import ClaimVerdict, decide_claim
 from domain.ports import Job, JobPublisher
 from workers.outbound.billing_gate import BillingGate
-from workers.outbound.coalesce import KeyedCoalescer
+from workers.outbound.coalesce import Coalescer
 from workers.outbound.ports import Claim, Decided
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+V = TypeVar("V", bound=Hashable)
+# A claim's job: its organization and message.
+Key = tuple[UUID, UUID]
 # What the status path applies for a wamid once its message is known (`apply_pending_statuses`).
 CatchUp = Callable[[Connection, str], object]
 
@@ -65,40 +73,65 @@ class PostgresSendStore:
         self._catch_up = catch_up
         self._lease = lease_seconds
         self._billing = billing or BillingGate()
-        # The claims (and the wamids) of one organization asking at the same moment share one
-        # transaction; the organizations' batches run side by side, each its own transaction.
-        self._claims: KeyedCoalescer[UUID, UUID, Claim | Decided] = KeyedCoalescer(
+        # The claims (and the wamids) asking at the same moment share one transaction.
+        self._claims: Coalescer[Key, Claim | Decided] = Coalescer(
             self._claim_batch, concurrency=batch_concurrency
         )
-        self._sent: KeyedCoalescer[UUID, repo.SentRecord, datetime | None] = KeyedCoalescer(
+        self._sent: Coalescer[tuple[UUID, repo.SentRecord], datetime | None] = Coalescer(
             self._sent_batch, concurrency=batch_concurrency
         )
 
     # -- claims ---------------------------------------------------------------------------------
 
     async def claim(self, organization_id: UUID, message_id: UUID) -> Claim | Decided:
-        return await self._claims.submit(organization_id, message_id)
+        return await self._claims.submit((organization_id, message_id))
 
-    def _claim_batch(self, org: UUID, ids: Sequence[UUID]) -> list[Claim | Decided | BaseException]:
-        answers = _retrying(self._claim_org, org, list(dict.fromkeys(ids)))
+    def _claim_batch(self, keys: Sequence[Key]) -> list[Claim | Decided | BaseException]:
+        wanted = _by_organization(keys, lambda key: key)
+        answers: dict[Key, Claim | Decided] = {}
+        scoped = [org for org in wanted if self._billing.allowed_recently(org)]
+        for org in wanted:
+            if org not in scoped:  # every few seconds per organization: its plan is checked
+                answers.update(_retrying(self._claim_org, org, wanted[org]))
+        if scoped:
+            claimed = _retrying(self._claim_scoped, {org: wanted[org] for org in scoped})
+            left: dict[UUID, list[UUID]] = {}
+            for org in scoped:
+                for message_id in wanted[org]:
+                    row = claimed[org].get(message_id)
+                    if row is None:
+                        left.setdefault(org, []).append(message_id)
+                    else:
+                        answers[(org, message_id)] = Claim(row.attempt, row.payload, row.created_at)
+            if left:
+                answers.update(_retrying(self._settle_unclaimed, left))
         out: list[Claim | Decided | BaseException] = []
-        seen: set[UUID] = set()
+        seen: set[Key] = set()
         # A duplicate job in the same batch finds its message claimed by the first, in flight.
         in_flight = Decided("deferred", self._lease + 1.0, "in_flight")
-        for message_id in ids:
-            out.append(in_flight if message_id in seen else answers[message_id])
-            seen.add(message_id)
+        for key in keys:
+            out.append(in_flight if key in seen else answers[key])
+            seen.add(key)
         return out
 
-    def _claim_org(self, org: UUID, ids: list[UUID]) -> dict[UUID, Claim | Decided]:
-        """One transaction; a deadlock victim or a dropped connection is rolled back whole, so it
-        is tried again whole."""
-        with UnitOfWork(self._engine, organization_id=org, custom_plans=True) as uow:
-            answers = self._decide_claims(uow.conn, org, ids)
-            uow.commit()
-        return answers
+    def _claim_scoped(self, wanted: Mapping[UUID, list[UUID]]) -> dict[UUID, dict[UUID, repo.Claimed]]:
+        """The claims of organizations whose plan allowed sends a moment ago: one transaction,
+        one round trip (a deadlock victim or a dropped connection is rolled back whole, so it is
+        tried again whole)."""
+        orgs = list(wanted)
+        with UnitOfWork(self._engine, organization_id=orgs[0], custom_plans=True) as uow:
+            rows = uow.pipeline_scoped([(org, [repo.claim_queued(wanted[org])]) for org in orgs], commit=True)
+        return {org: repo.claimed(org_rows[0]) for org, org_rows in zip(orgs, rows, strict=True)}
 
-    def _decide_claims(self, conn: Connection, org: UUID, ids: list[UUID]) -> dict[UUID, Claim | Decided]:
+    def _claim_org(self, org: UUID, ids: list[UUID]) -> dict[Key, Claim | Decided]:
+        """One organization's claims after its plan is checked, in one transaction."""
+        with UnitOfWork(self._engine, organization_id=org, custom_plans=True) as uow:
+            answers = self._decide_claims(uow, org, ids)
+            uow.commit()
+        return {(org, message_id): answer for message_id, answer in answers.items()}
+
+    def _decide_claims(self, uow: UnitOfWork, org: UUID, ids: list[UUID]) -> dict[UUID, Claim | Decided]:
+        conn = uow.conn
         decision = self._billing.check(conn, org)
         answers: dict[UUID, Claim | Decided] = {}
         outcomes: list[audit.SendOutcome] = []
@@ -110,9 +143,8 @@ class PostgresSendStore:
                 ):
                     answers[message_id] = Decided("refused")
                     outcomes.append(audit.SendOutcome(message_id, "failed", None, error_title=title))
-        claimed = (
-            repo.claim_queued_many(conn, [i for i in ids if i not in answers]) if decision.allowed else {}
-        )
+        to_claim = [i for i in ids if i not in answers] if decision.allowed else []
+        claimed = repo.claimed(uow.pipeline([repo.claim_queued(to_claim)])[0]) if to_claim else {}
         for message_id in ids:
             if message_id in answers:
                 continue
@@ -122,6 +154,21 @@ class PostgresSendStore:
             else:
                 answers[message_id] = self._unclaimed(conn, message_id, outcomes)
         audit.record_send_outcomes(conn, org, outcomes)
+        return answers
+
+    def _settle_unclaimed(self, left: Mapping[UUID, list[UUID]]) -> dict[Key, Decided]:
+        """What the jobs of messages that were not `queued` mean (a redelivery, a duplicate, a
+        send in flight elsewhere): one transaction, each organization's under its scope."""
+        answers: dict[Key, Decided] = {}
+        orgs = list(left)
+        with UnitOfWork(self._engine, organization_id=orgs[0]) as uow:
+            for org in orgs:
+                uow.switch_tenant(org)
+                outcomes: list[audit.SendOutcome] = []
+                for message_id in left[org]:
+                    answers[(org, message_id)] = self._unclaimed(uow.conn, message_id, outcomes)
+                audit.record_send_outcomes(uow.conn, org, outcomes)
+            uow.commit()
         return answers
 
     def _unclaimed(self, conn: Connection, message_id: UUID, outcomes: list[audit.SendOutcome]) -> Decided:
@@ -145,27 +192,37 @@ class PostgresSendStore:
     async def record_sent(
         self, organization_id: UUID, message_id: UUID, attempt: int, wamid: str
     ) -> datetime | None:
-        return await self._sent.submit(organization_id, repo.SentRecord(message_id, attempt, wamid))
+        return await self._sent.submit((organization_id, repo.SentRecord(message_id, attempt, wamid)))
 
     def _sent_batch(
-        self, org: UUID, records: Sequence[repo.SentRecord]
+        self, items: Sequence[tuple[UUID, repo.SentRecord]]
     ) -> list[datetime | BaseException | None]:
-        created = _retrying(self._sent_org, org, list(records))
-        return [created.get(record.message_id) for record in records]
+        created = _retrying(self._sent_scoped, _by_organization(items, lambda item: item))
+        return [created.get((org, record.message_id)) for org, record in items]
 
-    def _sent_org(self, org: UUID, records: list[repo.SentRecord]) -> dict[UUID, datetime]:
+    def _sent_scoped(self, wanted: Mapping[UUID, list[repo.SentRecord]]) -> dict[Key, datetime]:
         """The wamids, and what arrived for them before they were known, in one transaction: the
         wamids' locks in one statement (in one order, so two batches never wait in a cycle), then
-        the rows in another."""
-        with UnitOfWork(self._engine, organization_id=org, custom_plans=True) as uow:
-            repo.lock_wamids(uow.conn, [r.wamid for r in records])
-            mine = repo.record_sent_many(uow.conn, records)
-            audit.record_send_outcomes(uow.conn, org, _sent_outcomes(records, mine))
-            for record in records:
-                if (sent := mine.get(record.message_id)) is not None and sent.has_arrivals:
-                    self._catch_up(uow.conn, record.wamid)
+        each organization's rows in another, under its scope, all in one round trip."""
+        orgs = list(wanted)
+        wamids = [record.wamid for records in wanted.values() for record in records]
+        groups = [(org, [repo.record_sent(wanted[org])]) for org in orgs]
+        groups[0] = (orgs[0], [repo.lock_wamids(wamids), *groups[0][1]])
+        with UnitOfWork(self._engine, organization_id=orgs[0], custom_plans=True) as uow:
+            rows = uow.pipeline_scoped(groups)
+            stored = {org: repo.recorded(org_rows[-1]) for org, org_rows in zip(orgs, rows, strict=True)}
+            for org, mine in stored.items():
+                early = [sent.wamid for sent in mine.values() if sent.has_arrivals]
+                if early:
+                    uow.switch_tenant(org)
+                for wamid in early:
+                    self._catch_up(uow.conn, wamid)
             uow.commit()
-        return {message_id: sent.created_at for message_id, sent in mine.items()}
+        return {
+            (org, message_id): sent.created_at
+            for org, mine in stored.items()
+            for message_id, sent in mine.items()
+        }
 
     # -- the rare outcomes ----------------------------------------------------------------------
 
@@ -224,13 +281,12 @@ class PostgresSendStore:
         return await asyncio.to_thread(_retrying, once)
 
 
-def _sent_outcomes(
-    records: Sequence[repo.SentRecord], mine: Mapping[UUID, object]
-) -> list[audit.SendOutcome]:
-    """`message.sent` for each message whose wamid was stored, once: when two attempts of one
-    message share a batch, the stored one is its newest (each claim raises the attempt number)."""
-    newest: dict[UUID, repo.SentRecord] = {}
-    for r in records:
-        if r.message_id in mine and (r.message_id not in newest or r.attempt > newest[r.message_id].attempt):
-            newest[r.message_id] = r
-    return [audit.SendOutcome(r.message_id, "sent", r.attempt, wamid=r.wamid) for r in newest.values()]
+def _by_organization(items: Sequence[T], key: Callable[[T], tuple[UUID, V]]) -> dict[UUID, list[V]]:
+    """Each organization's values, once each and in order, the organizations in one order (their
+    counters' and rows' locks are then always taken in that order, so two batches never wait on
+    each other in a cycle)."""
+    grouped: dict[UUID, dict[V, None]] = {}
+    for item in items:
+        org, value = key(item)
+        grouped.setdefault(org, {})[value] = None
+    return {org: list(grouped[org]) for org in sorted(grouped)}

@@ -16,7 +16,7 @@ from devkit.jobs import RecordingPublisher
 from devkit.tenants import make_tenant
 from tests.support.outbound import queue
 from workers.inbound.statuses import apply_pending_statuses
-from workers.outbound.ports import Claim
+from workers.outbound.ports import Claim, Decided
 from workers.outbound.store import PostgresSendStore
 
 pytestmark = pytest.mark.integration
@@ -112,7 +112,9 @@ def _outcome_events(engine: Engine, org: uuid.UUID) -> list[tuple[str, str, dict
     return [(r.aggregate_id, r.event_type, r.payload) for r in rows]
 
 
-def test_send_outcomes_are_audited_with_their_transaction_one_insert_per_batch(engine: Engine) -> None:
+def test_send_outcomes_are_audited_with_their_transaction_and_no_statement_of_their_own(
+    engine: Engine,
+) -> None:
     tenants = [make_tenant(engine) for _ in range(2)]
     sent = [queue(t) for t in tenants for _ in range(3)]
     failed, ambiguous, released = (queue(tenants[0]) for _ in range(3))
@@ -139,8 +141,8 @@ def test_send_outcomes_are_audited_with_their_transaction_one_insert_per_batch(e
             assert not await store.record_sent(sent[0].organization_id, sent[0].message_id, 1, "wamid.late")
         finally:
             sa.event.remove(engine, "before_cursor_execute", count)
-        # The sends of two organizations, whatever the batching: at most one insert per organization.
-        assert 1 <= batched <= len(tenants) <= len(sent)
+        # `message.sent` rides in the statement that stores the wamids: no insert of its own.
+        assert batched == 0
         org = tenants[0].organization_id
         assert await store.record_failed(
             org, failed.message_id, 1, code=131026, title="Undeliverable", details=None
@@ -165,3 +167,24 @@ def test_send_outcomes_are_audited_with_their_transaction_one_insert_per_batch(e
         (str(ambiguous.message_id), "message.ambiguous", {"attempt": 1}),
         (str(released.message_id), "message.released", {"attempt": 1, "error_code": None, "error_title": "refused"}),
     ]  # fmt: skip
+
+
+def test_a_job_naming_another_organization_claims_nothing_in_a_shared_batch(engine: Engine) -> None:
+    a, b = make_tenant(engine), make_tenant(engine)
+    mine_a, mine_b = queue(a), queue(b)
+    store = PostgresSendStore(engine, RecordingPublisher(), apply_pending_statuses)
+
+    async def run() -> list[object]:
+        # B's message asked for under A's scope, beside A's and B's own claims in one batch.
+        return list(
+            await asyncio.gather(
+                store.claim(a.organization_id, mine_b.message_id),
+                store.claim(a.organization_id, mine_a.message_id),
+                store.claim(b.organization_id, mine_b.message_id),
+            )
+        )
+
+    wrong, claim_a, claim_b = asyncio.run(run())
+    assert wrong == Decided("skipped")
+    assert isinstance(claim_a, Claim) and isinstance(claim_b, Claim)
+    assert b.message(mine_b.message_id)["attempts"] == 1

@@ -1,15 +1,16 @@
-"""Calls made while a batch runs are answered by the next batch, each with its own result; with
-keys, a batch holds one key's calls and the keys' batches run side by side."""
+"""Calls made while a batch runs are answered by the next batch, each with its own result; a
+bounded number of batches run side by side."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 
 import pytest
 
-from workers.outbound.coalesce import Coalescer, KeyedCoalescer
+from workers.outbound.coalesce import Coalescer
 
 
 def test_concurrent_calls_share_batches_and_get_their_own_answers() -> None:
@@ -44,28 +45,38 @@ def test_a_failed_batch_fails_its_callers_and_the_next_batch_still_runs() -> Non
     assert asyncio.run(main()) == 7
 
 
-def test_keyed_batches_hold_one_key_each_and_run_side_by_side() -> None:
-    batches: list[tuple[str, list[int]]] = []
+def test_at_most_concurrency_batches_run_at_once_and_the_calls_waiting_meanwhile_batch_together() -> None:
+    batches: list[list[int]] = []
     running = 0
     most = 0
+    lock = threading.Lock()
 
-    def run(key: str, items: Sequence[int]) -> list[int | BaseException]:
+    def run(items: Sequence[int]) -> list[int | BaseException]:
         nonlocal running, most
-        running += 1
-        most = max(most, running)
-        time.sleep(0.02)  # long enough for the other keys' batches to start meanwhile
-        batches.append((key, list(items)))
-        running -= 1
-        return [i + (1000 if key == "b" else 0) for i in items]
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)  # long enough for the next calls to arrive meanwhile
+        with lock:
+            batches.append(list(items))
+            running -= 1
+        return [i * 2 for i in items]
 
-    async def main() -> tuple[list[int], int]:
-        coalescer: KeyedCoalescer[str, int, int] = KeyedCoalescer(run, concurrency=2)
-        keys = ["a", "b", "c"]
-        answers = await asyncio.gather(*(coalescer.submit(keys[i % 3], i) for i in range(30)))
-        return list(answers), len(coalescer._queues)
+    async def main() -> list[int]:
+        coalescer: Coalescer[int, int] = Coalescer(run, concurrency=2)
 
-    answers, queues_left = asyncio.run(main())
-    assert answers == [i + (1000 if i % 3 == 1 else 0) for i in range(30)]
-    assert all(len({i % 3 for i in items}) == 1 for _, items in batches)
+        async def call(i: int) -> int:
+            await asyncio.sleep(0.002 * i)  # arriving one after another, not all at once
+            return await coalescer.submit(i)
+
+        return list(await asyncio.gather(*(call(i) for i in range(40))))
+
+    assert asyncio.run(main()) == [i * 2 for i in range(40)]
     assert most == 2  # never more than `concurrency` batches at once, and more than one
-    assert queues_left == 0  # an idle key's queue is dropped
+    assert sorted(i for batch in batches for i in batch) == list(range(40))
+    assert max(len(batch) for batch in batches) > 1  # the calls made while both ran shared a batch
+
+
+def test_concurrency_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Coalescer(lambda items: list(items), concurrency=0)
