@@ -7,6 +7,11 @@ Kept as SQL text so that migrations can run it verbatim and tests can check the 
 - A unit of work runs `set_config('app.organization_id', ..., true)`, i.e. SET LOCAL: it ends with
   the transaction and cannot leak to the next user of a pooled connection. Unset means "no rows".
 - A system unit of work (maintenance, dead letters, outbox sweeps) sets `app.system` instead.
+- A send batch (the claims or wamids of several organizations' sends in one statement) sets
+  `app.organization_ids` to the batch's organizations: a few policies of their own open just the
+  rows and commands the send path needs (reading and updating messages, reading early statuses,
+  counting usage, appending to the audit trail) to those organizations, and its statements pair
+  every row with its own organization besides.
 - Routing a webhook to its tenant is the one cross-tenant read, done by SECURITY DEFINER functions
   that return just the routing facts.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 ORG_SETTING = "app.organization_id"
 SYSTEM_SETTING = "app.system"
+BATCH_SETTING = "app.organization_ids"
 
 HELPER_FUNCTIONS = """
 CREATE OR REPLACE FUNCTION app_current_org() RETURNS uuid
@@ -111,6 +117,46 @@ ALTER TABLE organizations FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON organizations
     USING (id = app_current_org() OR app_is_system())
     WITH CHECK (id = app_current_org() OR app_is_system());
+"""
+
+
+# What a send batch may do, table by table (see the module's docstring); every other table and
+# command stays closed to it.
+SEND_BATCH_COMMANDS: dict[str, tuple[str, ...]] = {
+    "messages": ("SELECT", "UPDATE"),
+    "message_status_events": ("SELECT",),
+    "usage_counters": ("SELECT", "INSERT", "UPDATE"),
+    "event_store": ("INSERT",),
+}
+
+
+def enable_send_batch_scope() -> str:
+    policies = []
+    for table, commands in SEND_BATCH_COMMANDS.items():
+        for command in commands:
+            using = "" if command == "INSERT" else " USING (organization_id = ANY (app_batch_orgs()))"
+            check = " WITH CHECK (organization_id = ANY (app_batch_orgs()))" if command != "SELECT" else ""
+            policies.append(
+                f"CREATE POLICY send_batch_{command.lower()} ON {table} FOR {command}{using}{check};"
+            )
+    joined = "\n".join(policies)
+    return f"""
+CREATE OR REPLACE FUNCTION app_batch_orgs() RETURNS uuid[]
+    LANGUAGE sql STABLE
+    AS $$ SELECT string_to_array(NULLIF(current_setting('{BATCH_SETTING}', true), ''), ',')::uuid[] $$;
+{joined}
+"""
+
+
+def disable_send_batch_scope() -> str:
+    drops = "\n".join(
+        f"DROP POLICY IF EXISTS send_batch_{command.lower()} ON {table};"
+        for table, commands in SEND_BATCH_COMMANDS.items()
+        for command in commands
+    )
+    return f"""
+{drops}
+DROP FUNCTION IF EXISTS app_batch_orgs();
 """
 
 

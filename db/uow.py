@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from db import outbox
 from db.engine import system_engine
-from db.rls import ORG_SETTING, SYSTEM_SETTING
+from db.rls import BATCH_SETTING, ORG_SETTING, SYSTEM_SETTING
 from db.tracing import commit_span
 from domain.ports import BatchJobPublisher, Job, JobPublisher
 
@@ -39,7 +39,10 @@ class UnitOfWork:
     """`with UnitOfWork(engine, organization_id=org) as uow: ...; uow.commit()`.
 
     Pass `organization_id` for tenant work (row-level security scopes every statement to it), or
-    `system=True` for maintenance work that must see every tenant, which is rare and explicit.
+    `system=True` for maintenance work that must see every tenant, which is rare and explicit, or
+    `send_batch=[org, ...]` for the send path's batches: statements over several organizations'
+    sends at once, which the send batch policies (`db/rls.py`) hold to the messages, early statuses,
+    usage counters and audit trail of those organizations; every other table is closed to it.
 
     `generic_plans=True` makes Postgres plan the transaction's prepared statements once per
     connection (`plan_cache_mode`), for hot paths whose statements take their rows as arrays or
@@ -61,17 +64,21 @@ class UnitOfWork:
         *,
         organization_id: UUID | None = None,
         system: bool = False,
+        send_batch: Sequence[UUID] = (),
         publisher: JobPublisher | None = None,
         generic_plans: bool = False,
         custom_plans: bool = False,
     ) -> None:
-        if (organization_id is None) == (not system):
-            raise UnitOfWorkError("a unit of work is either for one organization or system-wide")
+        if [organization_id is not None, system, bool(send_batch)].count(True) != 1:
+            raise UnitOfWorkError(
+                "a unit of work is for one organization, a send batch of organizations, or system-wide"
+            )
         if generic_plans and custom_plans:
             raise UnitOfWorkError("a unit of work forces generic plans or custom plans, not both")
         self._engine = engine
         self.organization_id = organization_id
         self.system = system
+        self.send_batch = tuple(send_batch)
         self._publisher = publisher
         self._plans = "auto"
         if generic_plans or custom_plans:
@@ -129,29 +136,6 @@ class UnitOfWork:
             self._after_committed()
         return rows
 
-    def pipeline_scoped(
-        self, groups: Sequence[tuple[UUID, Sequence[Statement]]], *, commit: bool = False
-    ) -> list[list[list[Any]]]:
-        """`pipeline` for the statements of several organizations, each group under its own scope
-        (SET LOCAL, as `switch_tenant`), all in one round trip: each statement sees only the
-        organization scoped when it runs. Each group's statements' rows, in order. For work
-        batched over organizations that commits together (the send path's claims and wamids)."""
-        if self.system:
-            raise UnitOfWorkError("a system unit of work has no tenant to switch")
-        flat: list[Statement] = []
-        for organization_id, statements in groups:
-            flat.append(_switch(organization_id))
-            flat.extend(statements)
-        rows = self.pipeline(flat, commit=commit)
-        if groups:
-            self.organization_id = groups[-1][0]
-        out: list[list[list[Any]]] = []
-        at = 0
-        for _, statements in groups:
-            out.append(rows[at + 1 : at + 1 + len(statements)])
-            at += 1 + len(statements)
-        return out
-
     def _run_pipelined(
         self, conn: Connection, statements: Sequence[tuple[str, Mapping[str, Any]]], *, commit: bool = False
     ) -> list[list[Any]]:
@@ -163,7 +147,9 @@ class UnitOfWork:
         try:
             with dbapi.pipeline():
                 if begin:
-                    dbapi.execute(_SCOPE, _scope_params(self.organization_id, self.system, self._plans))
+                    dbapi.execute(
+                        _SCOPE, _scope_params(self.organization_id, self.system, self.send_batch, self._plans)
+                    )
                 for sql, params in statements:
                     cursor = dbapi.cursor(row_factory=namedtuple_row)
                     cursor.execute(sql, params)
@@ -195,7 +181,8 @@ class UnitOfWork:
     def switch_tenant(self, organization_id: UUID) -> None:
         """Scope the rest of this tenant transaction to another organization (SET LOCAL, as at
         its start): each statement sees only the organization scoped when it runs. For work
-        batched over several organizations that may commit together (the send path's claims)."""
+        batched over several organizations that commits together (a send batch's early statuses:
+        the batch's own scope ends here)."""
         if self.system:
             raise UnitOfWorkError("a system unit of work has no tenant to switch")
         self.conn.exec_driver_sql(*_switch(organization_id))
@@ -246,21 +233,24 @@ class UnitOfWork:
 
 _SCOPE = (
     f"SELECT set_config('{ORG_SETTING}', %(org)s, true), set_config('{SYSTEM_SETTING}', %(system)s, true), "
-    "set_config('plan_cache_mode', %(plans)s, true)"
+    f"set_config('{BATCH_SETTING}', %(batch)s, true), set_config('plan_cache_mode', %(plans)s, true)"
 )
 
 
-_SWITCH = f"SELECT set_config('{ORG_SETTING}', %(org)s, true)"
+_SWITCH = f"SELECT set_config('{ORG_SETTING}', %(org)s, true), set_config('{BATCH_SETTING}', '', true)"
 
 
 def _switch(organization_id: UUID) -> Statement:
     return _SWITCH, {"org": str(organization_id)}
 
 
-def _scope_params(organization_id: UUID | None, system: bool, plans: str) -> dict[str, str]:
+def _scope_params(
+    organization_id: UUID | None, system: bool, send_batch: Sequence[UUID], plans: str
+) -> dict[str, str]:
     return {
         "org": str(organization_id) if organization_id else "",
         "system": "on" if system else "",
+        "batch": ",".join(str(org) for org in send_batch),
         "plans": plans,
     }
 

@@ -266,9 +266,22 @@ def _ids(values: Sequence[UUID]) -> sa.BindParameter[Any]:
 _IDS = sa.bindparam("ids", type_=ARRAY(sa.Uuid()))
 
 
+_ORGS = sa.bindparam("orgs", type_=ARRAY(sa.Uuid()))
+
+
 def _claim_statement() -> sa.Select[Any]:
+    given = (
+        sa.func.unnest(_IDS, _ORGS)
+        .table_valued(sa.column("id", sa.Uuid()), sa.column("org", sa.Uuid()), name="given")
+        .render_derived()
+    )
     claimed = (
         sa.update(messages)
+        # Each message with the organization its job named: under a send batch's scope (several
+        # organizations), a job naming the wrong one must still claim nothing.
+        .where(messages.c.id == given.c.id, messages.c.organization_id == given.c.org)
+        # The ids again as an array: the rows are found by their primary key (the planner cannot
+        # see into the function's rows).
         .where(messages.c.id == sa.any_(_IDS), messages.c.status == QUEUED)
         .where(messages.c.wamid.is_(None))
         .values(status=SENDING, attempts=messages.c.attempts + 1, updated_at=sa.func.now())
@@ -285,6 +298,8 @@ def _claim_statement() -> sa.Select[Any]:
         )
         .where(claimed.c.attempts == 1)
         .group_by(claimed.c.organization_id)
+        # Each organization's counter row locked in one order: two batches never wait in a cycle.
+        .order_by(claimed.c.organization_id)
     )
     counted = insert(usage_counters).from_select(["organization_id", "period", "metric", "value"], first)
     counted = counted.on_conflict_do_update(
@@ -292,9 +307,9 @@ def _claim_statement() -> sa.Select[Any]:
         set_={"value": usage_counters.c.value + counted.excluded.value},
     )
     # One statement, one round trip: the claim and the count of first attempts.
-    return sa.select(claimed.c.id, claimed.c.attempts, claimed.c.raw, claimed.c.created_at).add_cte(
-        counted.cte("counted")
-    )
+    return sa.select(
+        claimed.c.id, claimed.c.organization_id, claimed.c.attempts, claimed.c.raw, claimed.c.created_at
+    ).add_cte(counted.cte("counted"))
 
 
 # The send path runs these through the driver's pipeline (`UnitOfWork.pipeline_scoped`: the
@@ -308,23 +323,30 @@ def _driver_sql(statement: sa.ClauseElement) -> tuple[str, dict[str, Any]]:
 _CLAIM, _CLAIM_CONSTANTS = _driver_sql(_claim_statement())
 
 
-def claim_queued(message_ids: Sequence[UUID]) -> Statement:
-    """The statement that marks the `queued` ones of these messages `sending` with their next
-    attempt number and counts first attempts against the month's usage (`claimed` reads its rows:
-    the others are left out).
+def claim_queued(jobs: Sequence[tuple[UUID, UUID]]) -> Statement:
+    """The statement that marks the `queued` ones of these messages, each `(organization, message)`,
+    `sending` with their next attempt number and counts first attempts against the month's usage
+    (`claimed` reads its rows: the others are left out). One organization's under its own scope,
+    or several organizations' under a send batch's.
 
     It does not name the direction (a check constraint keeps `queued` outbound-only): with it, the
     conditions match the partial index of pending sends, which the planner then prefers to the
     primary key whenever its statistics predate a burst of queued sends."""
-    return _CLAIM, {**_CLAIM_CONSTANTS, "ids": list(message_ids), "period": period_of()}
+    return _CLAIM, {
+        **_CLAIM_CONSTANTS,
+        "ids": [message_id for _, message_id in jobs],
+        "orgs": [org for org, _ in jobs],
+        "period": period_of(),
+    }
 
 
-def claimed(rows: Sequence[Any]) -> dict[UUID, Claimed]:
-    return {r.id: Claimed(int(r.attempts), r.raw or {}, r.created_at) for r in rows}
+def claimed(rows: Sequence[Any]) -> dict[tuple[UUID, UUID], Claimed]:
+    return {(r.organization_id, r.id): Claimed(int(r.attempts), r.raw or {}, r.created_at) for r in rows}
 
 
 @dataclass(frozen=True, slots=True)
 class SentRecord:
+    organization_id: UUID
     message_id: UUID
     attempt: int
     wamid: str
@@ -344,9 +366,10 @@ def _record_sent_statement() -> sa.Select[Any]:
             _IDS,
             sa.bindparam("attempt_numbers", type_=ARRAY(sa.Integer())),
             sa.bindparam("given_wamids", type_=ARRAY(sa.Text())),
+            _ORGS,
         )
         .table_valued(sa.column("id", sa.Uuid()), sa.column("attempt", sa.Integer()),
-                      sa.column("wamid", sa.Text()), name="given")
+                      sa.column("wamid", sa.Text()), sa.column("org", sa.Uuid()), name="given")
         .render_derived()
     )  # fmt: skip
     reactions = messages.alias("reactions")
@@ -357,6 +380,7 @@ def _record_sent_statement() -> sa.Select[Any]:
     recorded = (
         sa.update(messages)
         .where(messages.c.id == given.c.id, messages.c.attempts == given.c.attempt)
+        .where(messages.c.organization_id == given.c.org)
         # The ids again as an array: the rows are found by their primary key, never by scanning
         # every row without a wamid (the planner cannot see into the function's rows).
         .where(messages.c.id == sa.any_(_IDS))
@@ -389,9 +413,10 @@ def _record_sent_statement() -> sa.Select[Any]:
             sa.func.jsonb_build_object("attempt", recorded.c.attempts, "wamid", recorded.c.wamid),
         ),
     )
-    return sa.select(recorded.c.id, recorded.c.wamid, recorded.c.created_at, recorded.c.has_arrivals).add_cte(
-        audited.cte("audited")
-    )
+    return sa.select(
+        recorded.c.id, recorded.c.organization_id, recorded.c.wamid, recorded.c.created_at,
+        recorded.c.has_arrivals,
+    ).add_cte(audited.cte("audited"))  # fmt: skip
 
 
 _RECORD_SENT, _RECORD_SENT_CONSTANTS = _driver_sql(_record_sent_statement())
@@ -399,23 +424,26 @@ _RECORD_SENT, _RECORD_SENT_CONSTANTS = _driver_sql(_record_sent_statement())
 
 def record_sent(records: Sequence[SentRecord]) -> Statement:
     """The statement that stores each wamid and `sent` where its attempt is still current (the
-    others were settled by a newer attempt or by a status webhook), with `message.sent` for each
-    one stored; `recorded` reads its rows. Take the wamids' locks first (`lock_wamids`, in an
-    earlier statement of the transaction): the status path takes them too, so one of the two
-    always sees the other's committed row (this statement's snapshot is taken once the locks are
-    held)."""
+    others were settled by a newer attempt or by a status webhook) and its message belongs to the
+    organization named with it, with `message.sent` for each one stored; `recorded` reads its
+    rows. Take the wamids' locks first (`lock_wamids`, in an earlier statement of the
+    transaction): the status path takes them too, so one of the two always sees the other's
+    committed row (this statement's snapshot is taken once the locks are held)."""
     return _RECORD_SENT, {
         **_RECORD_SENT_CONSTANTS,
         "ids": [r.message_id for r in records],
         "attempt_numbers": [r.attempt for r in records],
         "given_wamids": [r.wamid for r in records],
+        "orgs": [r.organization_id for r in records],
     }
 
 
-def recorded(rows: Sequence[Any]) -> dict[UUID, RecordedSent]:
-    """Each message whose wamid was stored: its creation time, the wamid, and whether something
-    arrived for the wamid before it was known."""
-    return {r.id: RecordedSent(r.created_at, r.wamid, bool(r.has_arrivals)) for r in rows}
+def recorded(rows: Sequence[Any]) -> dict[tuple[UUID, UUID], RecordedSent]:
+    """Each `(organization, message)` whose wamid was stored: its creation time, the wamid, and
+    whether something arrived for the wamid before it was known."""
+    return {
+        (r.organization_id, r.id): RecordedSent(r.created_at, r.wamid, bool(r.has_arrivals)) for r in rows
+    }
 
 
 _LOCK_WAMIDS, _LOCK_WAMIDS_CONSTANTS = _driver_sql(

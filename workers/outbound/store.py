@@ -1,26 +1,28 @@
 """The message rows of the send path in Postgres (`SendStore`), claims and wamids batched.
 
-The claims of the sends asking at the same moment share one transaction and one round trip,
-whichever organizations they belong to: each organization's claims are one UPDATE under its own
-tenant scope (SET LOCAL before it, `UnitOfWork.pipeline_scoped`), the whole batch sent through
-the driver's pipeline with its COMMIT. The wamids recorded at the same moment share another (the
-wamids' locks, then one UPDATE per organization that also appends `message.sent` for each row it
-stored). A batch of a dozen organizations thus costs what a batch of one did, where a transaction
-per organization cost a dozen. A few batches run at once (`batch_concurrency`), each on a pooled
-connection of its own, with custom plans (the batched UPDATEs' generic plans were an order of
-magnitude slower per row). What a batch cannot settle by itself (an organization whose plan must
-be checked again, a message that was not `queued`, a status that arrived before its wamid is the
-rare case, and a transaction of its own or its organization's) and the rare outcomes (failed,
-ambiguous, released, deferred) are a transaction each. Every transaction commits in exactly one
-place before its callers hear anything, and each outcome is appended to the audit trail in the
-transaction that records it.
+The claims of the sends asking at the same moment are one statement, one transaction and one
+round trip, whichever organizations they belong to: the unit of work's send batch scope
+(`UnitOfWork(send_batch=...)`) lets the statement reach those organizations' messages, and the
+statement pairs every message with the organization its job named, so a job naming the wrong one
+claims nothing. The wamids recorded at the same moment share another (their locks, then one
+UPDATE that also appends `message.sent` for each row it stored). A batch of a dozen
+organizations thus costs what a batch of one does. Batches run one at a time per kind and process
+by default (`batch_concurrency`): the sends that ask while one runs form the next, so the batches
+grow with the load. They run with custom plans (the batched UPDATEs' generic plans were an order
+of magnitude slower per row). What a batch cannot settle by itself is the rare case and has a
+transaction of its own: an organization whose plan is due to be checked again, the jobs of
+messages that were not `queued`; statuses that arrived before their wamid are applied in the
+wamids' transaction, under their own organization's scope. The rare outcomes (failed, ambiguous,
+released, deferred) are a transaction each. Every transaction commits in exactly one place before
+its callers hear anything, and each outcome is appended to the audit trail in the transaction
+that records it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
@@ -41,7 +43,6 @@ from workers.outbound.ports import Claim, Decided
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-V = TypeVar("V", bound=Hashable)
 # A claim's job: its organization and message.
 Key = tuple[UUID, UUID]
 # What the status path applies for a wamid once its message is known (`apply_pending_statuses`).
@@ -66,7 +67,7 @@ class PostgresSendStore:
         *,
         lease_seconds: float = 120.0,
         billing: BillingGate | None = None,
-        batch_concurrency: int = 4,
+        batch_concurrency: int = 1,
     ) -> None:
         self._engine = engine
         self._jobs = jobs
@@ -77,7 +78,7 @@ class PostgresSendStore:
         self._claims: Coalescer[Key, Claim | Decided] = Coalescer(
             self._claim_batch, concurrency=batch_concurrency
         )
-        self._sent: Coalescer[tuple[UUID, repo.SentRecord], datetime | None] = Coalescer(
+        self._sent: Coalescer[repo.SentRecord, datetime | None] = Coalescer(
             self._sent_batch, concurrency=batch_concurrency
         )
 
@@ -87,18 +88,18 @@ class PostgresSendStore:
         return await self._claims.submit((organization_id, message_id))
 
     def _claim_batch(self, keys: Sequence[Key]) -> list[Claim | Decided | BaseException]:
-        wanted = _by_organization(keys, lambda key: key)
+        wanted = _by_organization(keys)
         answers: dict[Key, Claim | Decided] = {}
         scoped = [org for org in wanted if self._billing.allowed_recently(org)]
         for org in wanted:
             if org not in scoped:  # every few seconds per organization: its plan is checked
                 answers.update(_retrying(self._claim_org, org, wanted[org]))
         if scoped:
-            claimed = _retrying(self._claim_scoped, {org: wanted[org] for org in scoped})
+            claimed = _retrying(self._claim_batched, {org: wanted[org] for org in scoped})
             left: dict[UUID, list[UUID]] = {}
             for org in scoped:
                 for message_id in wanted[org]:
-                    row = claimed[org].get(message_id)
+                    row = claimed.get((org, message_id))
                     if row is None:
                         left.setdefault(org, []).append(message_id)
                     else:
@@ -114,14 +115,14 @@ class PostgresSendStore:
             seen.add(key)
         return out
 
-    def _claim_scoped(self, wanted: Mapping[UUID, list[UUID]]) -> dict[UUID, dict[UUID, repo.Claimed]]:
-        """The claims of organizations whose plan allowed sends a moment ago: one transaction,
-        one round trip (a deadlock victim or a dropped connection is rolled back whole, so it is
-        tried again whole)."""
-        orgs = list(wanted)
-        with UnitOfWork(self._engine, organization_id=orgs[0], custom_plans=True) as uow:
-            rows = uow.pipeline_scoped([(org, [repo.claim_queued(wanted[org])]) for org in orgs], commit=True)
-        return {org: repo.claimed(org_rows[0]) for org, org_rows in zip(orgs, rows, strict=True)}
+    def _claim_batched(self, wanted: Mapping[UUID, list[UUID]]) -> dict[Key, repo.Claimed]:
+        """The claims of organizations whose plan allowed sends a moment ago: one statement under
+        the send batch's scope, one transaction, one round trip (a deadlock victim or a dropped
+        connection is rolled back whole, so it is tried again whole)."""
+        jobs = [(org, message_id) for org, ids in wanted.items() for message_id in ids]
+        with UnitOfWork(self._engine, send_batch=list(wanted), custom_plans=True) as uow:
+            [rows] = uow.pipeline([repo.claim_queued(jobs)], commit=True)
+        return repo.claimed(rows)
 
     def _claim_org(self, org: UUID, ids: list[UUID]) -> dict[Key, Claim | Decided]:
         """One organization's claims after its plan is checked, in one transaction."""
@@ -143,12 +144,12 @@ class PostgresSendStore:
                 ):
                     answers[message_id] = Decided("refused")
                     outcomes.append(audit.SendOutcome(message_id, "failed", None, error_title=title))
-        to_claim = [i for i in ids if i not in answers] if decision.allowed else []
+        to_claim = [(org, i) for i in ids if i not in answers] if decision.allowed else []
         claimed = repo.claimed(uow.pipeline([repo.claim_queued(to_claim)])[0]) if to_claim else {}
         for message_id in ids:
             if message_id in answers:
                 continue
-            row = claimed.get(message_id)
+            row = claimed.get((org, message_id))
             if row is not None:
                 answers[message_id] = Claim(row.attempt, row.payload, row.created_at)
             else:
@@ -192,37 +193,27 @@ class PostgresSendStore:
     async def record_sent(
         self, organization_id: UUID, message_id: UUID, attempt: int, wamid: str
     ) -> datetime | None:
-        return await self._sent.submit((organization_id, repo.SentRecord(message_id, attempt, wamid)))
+        return await self._sent.submit(repo.SentRecord(organization_id, message_id, attempt, wamid))
 
-    def _sent_batch(
-        self, items: Sequence[tuple[UUID, repo.SentRecord]]
-    ) -> list[datetime | BaseException | None]:
-        created = _retrying(self._sent_scoped, _by_organization(items, lambda item: item))
-        return [created.get((org, record.message_id)) for org, record in items]
+    def _sent_batch(self, records: Sequence[repo.SentRecord]) -> list[datetime | BaseException | None]:
+        created = _retrying(self._sent_batched, list(dict.fromkeys(records)))
+        return [created.get((r.organization_id, r.message_id)) for r in records]
 
-    def _sent_scoped(self, wanted: Mapping[UUID, list[repo.SentRecord]]) -> dict[Key, datetime]:
+    def _sent_batched(self, records: list[repo.SentRecord]) -> dict[Key, datetime]:
         """The wamids, and what arrived for them before they were known, in one transaction: the
         wamids' locks in one statement (in one order, so two batches never wait in a cycle), then
-        each organization's rows in another, under its scope, all in one round trip."""
-        orgs = list(wanted)
-        wamids = [record.wamid for records in wanted.values() for record in records]
-        groups = [(org, [repo.record_sent(wanted[org])]) for org in orgs]
-        groups[0] = (orgs[0], [repo.lock_wamids(wamids), *groups[0][1]])
-        with UnitOfWork(self._engine, organization_id=orgs[0], custom_plans=True) as uow:
-            rows = uow.pipeline_scoped(groups)
-            stored = {org: repo.recorded(org_rows[-1]) for org, org_rows in zip(orgs, rows, strict=True)}
-            for org, mine in stored.items():
-                early = [sent.wamid for sent in mine.values() if sent.has_arrivals]
-                if early:
+        the rows in another, under the send batch's scope, in one round trip; the statuses that
+        arrived early (rare) under their own organization's scope."""
+        orgs = sorted({r.organization_id for r in records})
+        with UnitOfWork(self._engine, send_batch=orgs, custom_plans=True) as uow:
+            _, rows = uow.pipeline([repo.lock_wamids([r.wamid for r in records]), repo.record_sent(records)])
+            stored = repo.recorded(rows)
+            for (org, _), sent in sorted(stored.items()):
+                if sent.has_arrivals:
                     uow.switch_tenant(org)
-                for wamid in early:
-                    self._catch_up(uow.conn, wamid)
+                    self._catch_up(uow.conn, sent.wamid)
             uow.commit()
-        return {
-            (org, message_id): sent.created_at
-            for org, mine in stored.items()
-            for message_id, sent in mine.items()
-        }
+        return {key: sent.created_at for key, sent in stored.items()}
 
     # -- the rare outcomes ----------------------------------------------------------------------
 
@@ -281,12 +272,9 @@ class PostgresSendStore:
         return await asyncio.to_thread(_retrying, once)
 
 
-def _by_organization(items: Sequence[T], key: Callable[[T], tuple[UUID, V]]) -> dict[UUID, list[V]]:
-    """Each organization's values, once each and in order, the organizations in one order (their
-    counters' and rows' locks are then always taken in that order, so two batches never wait on
-    each other in a cycle)."""
-    grouped: dict[UUID, dict[V, None]] = {}
-    for item in items:
-        org, value = key(item)
-        grouped.setdefault(org, {})[value] = None
+def _by_organization(keys: Sequence[Key]) -> dict[UUID, list[UUID]]:
+    """Each organization's messages, once each and in order, the organizations in one order."""
+    grouped: dict[UUID, dict[UUID, None]] = {}
+    for org, message_id in keys:
+        grouped.setdefault(org, {})[message_id] = None
     return {org: list(grouped[org]) for org in sorted(grouped)}

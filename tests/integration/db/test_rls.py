@@ -139,3 +139,63 @@ def test_phone_number_routing_is_the_narrow_cross_tenant_read(
         )
     with engine.connect() as conn:
         assert resolve_phone_number(conn, b_number) is not None  # works with no scope at all
+
+
+def _third_org(engine: Engine) -> uuid.UUID:
+    with UnitOfWork(engine, system=True) as uow:
+        c = create_organization(uow.conn, "C")
+        seed(uow.conn, c)
+        uow.commit()
+    return c
+
+
+@pytest.mark.parametrize("table_name", t.TENANT_TABLES)
+def test_a_send_batch_reads_only_its_organizations_send_rows(
+    engine: Engine, two_orgs: tuple[uuid.UUID, uuid.UUID], table_name: str
+) -> None:
+    a, _ = two_orgs
+    table = t.metadata.tables[table_name]
+    key = table.c.id if table_name == "organizations" else table.c.organization_id
+    readable = {"messages", "message_status_events", "usage_counters"}
+    with UnitOfWork(engine, send_batch=[a]) as uow:
+        seen = set(uow.conn.execute(sa.select(key).distinct().select_from(table)).scalars())
+    # Only the send path's tables open to a send batch, and only for the batch's organizations.
+    assert seen == ({a} if table_name in readable else set())
+
+
+def test_a_send_batch_writes_only_what_the_send_path_writes(
+    engine: Engine, two_orgs: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    a, b = two_orgs
+    c = _third_org(engine)
+    with UnitOfWork(engine, send_batch=[a, b]) as uow:
+        touched = uow.conn.execute(
+            sa.update(t.messages)
+            .where(t.messages.c.organization_id.in_([a, b, c]))
+            .values(text=t.messages.c.text)
+        ).rowcount
+        in_batch = uow.conn.execute(
+            sa.select(sa.func.count()).select_from(t.messages).where(t.messages.c.organization_id.in_([a, b]))
+        ).scalar_one()
+        assert touched == in_batch >= 2  # a's and b's messages, none of c's
+        # Nothing else: no contact, no message deleted, no row moved out of the batch.
+        assert uow.conn.execute(sa.update(t.contacts).values(wa_id=t.contacts.c.wa_id)).rowcount == 0
+        assert uow.conn.execute(sa.delete(t.messages)).rowcount == 0
+        with pytest.raises(sa.exc.DBAPIError, match="row-level security"):
+            uow.conn.execute(
+                sa.update(t.messages).where(t.messages.c.organization_id == a).values(organization_id=c)
+            )
+    with UnitOfWork(engine, send_batch=[a]) as uow:
+        values = next(v for tbl, v in rows_for(a) if tbl.name == "messages")
+        with pytest.raises(sa.exc.DBAPIError, match="row-level security"):
+            uow.conn.execute(sa.insert(t.messages).values(**{**values, "id": uuid.uuid4(), "wamid": None}))
+
+
+def test_switching_tenant_ends_the_send_batch_scope(
+    engine: Engine, two_orgs: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    a, b = two_orgs
+    with UnitOfWork(engine, send_batch=[a, b]) as uow:
+        uow.switch_tenant(b)
+        orgs = set(uow.conn.execute(sa.select(t.messages.c.organization_id).distinct()).scalars())
+    assert orgs == {b}
