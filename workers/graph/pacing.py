@@ -33,8 +33,10 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from redis import Redis
+from redis.exceptions import NoScriptError
 
 from domain.errors import PacingDeferred
 
@@ -181,9 +183,9 @@ class Pacer:
     ) -> list[list[tuple[bool, float, str]]]:
         """`reserve_many` for several numbers (phone_number_id, mps, sends) in one round trip; a
         send without a recipient (None) takes a slot and no pair token."""
-        pipe = self._redis.pipeline(transaction=False)
         with self._known_lock:
             known = [self._known.get(number, 0) for number, _, _ in numbers]
+        calls: list[tuple[list[str], list[float | int]]] = []
         for (phone_number_id, mps, sends), schedule in zip(numbers, known, strict=True):
             if mps <= 0:
                 raise ValueError(f"mps must be positive, got {mps}")
@@ -192,15 +194,37 @@ class Pacer:
             args = [mps, max(1.0, mps * self._burst_seconds), self._pair_rate, self._pair_burst, schedule]
             for recipient, wait in sends:
                 args += [max(0.0, wait) * 1_000_000, 0 if recipient is None else 1]
-            self._reserve(keys=keys, args=args, client=pipe)
+            calls.append((keys, args))
         answers = []
         schedules: list[tuple[str, int, int]] = []
-        for (phone_number_id, _, _), flat in zip(numbers, pipe.execute(), strict=True):
+        for (phone_number_id, _, _), flat in zip(numbers, self._run_reserves(calls), strict=True):
             schedules.append((phone_number_id, int(flat[-2]), int(flat[-1])))
             codes = [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat) - 2, 2)]
             answers.append([(code == 0, us / 1_000_000, _REASONS.get(code, "")) for us, code in codes])
         self._remember(schedules)
         return answers
+
+    def _run_reserves(
+        self, calls: Sequence[tuple[list[str], list[float | int]]], *, reload: bool = True
+    ) -> list[Any]:
+        """The reserve script for each call, in one pipeline, by its SHA: redis-py runs a
+        registered script in a pipeline only after a SCRIPT EXISTS, a second round trip for every
+        batch. When Redis lost the script (a restart, SCRIPT FLUSH), it is loaded again and the
+        calls it refused run again, only those: the others took their slots already."""
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(self._reserve.sha, len(keys), *keys, *args)
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        refused = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if refused and reload:
+            self._redis.script_load(_RESERVE)
+            again = self._run_reserves([calls[i] for i in refused], reload=False)
+            for i, result in zip(refused, again, strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
 
     def _remember(self, schedules: Sequence[tuple[str, int, int]]) -> None:
         with self._known_lock:

@@ -85,3 +85,18 @@ def test_a_schedule_lost_with_redis_resumes_where_it_left_off(redis_client: Redi
     # Not a fresh burst on top of the 45 slots still ahead: the next slot comes after them.
     [(ok, wait, _)] = pacer.reserve_many("pn", 50, [(None, 2.0)])
     assert ok and wait + (time.monotonic() - since) >= last, (wait, last)
+
+
+def test_a_script_redis_lost_is_loaded_again_and_each_number_takes_its_slots_once(
+    redis_client: Redis, namespace: str
+) -> None:
+    pacer = Pacer(redis_client, namespace=namespace, burst_seconds=0.1)
+    first = pacer.reserve_for_numbers([("pn-a", 50, [(None, 0.0)]), ("pn-b", 50, [(None, 0.0)])])
+    redis_client.script_flush()  # as after a restart of Redis
+    again = pacer.reserve_for_numbers([("pn-a", 50, [(None, 0.0)]), ("pn-b", 50, [(None, 0.0)])])
+    assert first == again == [[(True, 0.0, "")], [(True, 0.0, "")]]
+    # A burst of 5 per number: 2 taken each above, so 3 more now at once, then the rate.
+    rest = pacer.reserve_for_numbers([("pn-a", 50, [(None, 1.0)] * 4), ("pn-b", 50, [(None, 1.0)] * 4)])
+    for number in rest:
+        assert [wait for _, wait, _ in number][:3] == [0.0, 0.0, 0.0]
+        assert number[3][0] is True and number[3][1] > 0
