@@ -312,9 +312,9 @@ def _claim_statement() -> sa.Select[Any]:
     ).add_cte(counted.cte("counted"))
 
 
-# The send path runs these through the driver's pipeline (`UnitOfWork.pipeline_scoped`: the
-# claims or wamids of several organizations in one round trip), so they are compiled to driver
-# text once, with the constants SQLAlchemy bound; callers add the values.
+# The send path runs these through the driver's pipeline (`UnitOfWork.pipeline`: a batch's
+# statements, BEGIN and COMMIT in one round trip), so they are compiled to driver text once,
+# with the constants SQLAlchemy bound; callers add the values.
 def _driver_sql(statement: sa.ClauseElement) -> tuple[str, dict[str, Any]]:
     compiled = statement.compile(dialect=psycopg_dialect())  # type: ignore[no-untyped-call]
     return compiled.string, dict(compiled.params)

@@ -4,7 +4,7 @@ Billing decides (`db.repos.billing.check_send_allowed`); this keeps a "yes" for 
 the check costs no query per send at a thousand sends a second. A "no" is never kept: the message
 is failed with the refusal's code, and the next message asks again. Each message is counted
 against the month's usage once, on its first attempt, by the statement that claims it
-(`db.repos.outbound.claim_queued_many`); a quota can therefore be passed by at most `ttl` seconds' worth
+(`db.repos.outbound.claim_queued`); a quota can therefore be passed by at most `ttl` seconds' worth
 of sends (the API checks it exactly when it accepts a message).
 """
 

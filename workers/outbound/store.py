@@ -89,23 +89,32 @@ class PostgresSendStore:
 
     def _claim_batch(self, keys: Sequence[Key]) -> list[Claim | Decided | BaseException]:
         wanted = _by_organization(keys)
-        answers: dict[Key, Claim | Decided] = {}
+        # Each transaction's failure goes to its own jobs only: another part of the batch may
+        # have committed its claims already, and those jobs must go on to send.
+        answers: dict[Key, Claim | Decided | BaseException] = {}
         scoped = [org for org in wanted if self._billing.allowed_recently(org)]
         for org in wanted:
             if org not in scoped:  # every few seconds per organization: its plan is checked
-                answers.update(_retrying(self._claim_org, org, wanted[org]))
+                _answer(answers, {org: wanted[org]}, self._claim_org, org, wanted[org])
         if scoped:
-            claimed = _retrying(self._claim_batched, {org: wanted[org] for org in scoped})
+            part = {org: wanted[org] for org in scoped}
+            claimed: Mapping[Key, repo.Claimed] = {}
+            try:
+                claimed = _retrying(self._claim_batched, part)
+            except Exception as exc:
+                _fail(answers, part, exc)
             left: dict[UUID, list[UUID]] = {}
             for org in scoped:
                 for message_id in wanted[org]:
+                    if (org, message_id) in answers:
+                        continue
                     row = claimed.get((org, message_id))
                     if row is None:
                         left.setdefault(org, []).append(message_id)
                     else:
                         answers[(org, message_id)] = Claim(row.attempt, row.payload, row.created_at)
             if left:
-                answers.update(_retrying(self._settle_unclaimed, left))
+                _answer(answers, left, self._settle_unclaimed, left)
         out: list[Claim | Decided | BaseException] = []
         seen: set[Key] = set()
         # A duplicate job in the same batch finds its message claimed by the first, in flight.
@@ -270,6 +279,28 @@ class PostgresSendStore:
             return result
 
         return await asyncio.to_thread(_retrying, once)
+
+
+def _answer(
+    answers: dict[Key, Claim | Decided | BaseException],
+    jobs: Mapping[UUID, list[UUID]],
+    run: Callable[..., Mapping[Key, Claim | Decided]],
+    *args: object,
+) -> None:
+    """`run(*args)`'s answers (a transaction, retried on a blip), or its exception for each of
+    `jobs`."""
+    try:
+        answers.update(_retrying(run, *args))
+    except Exception as exc:
+        _fail(answers, jobs, exc)
+
+
+def _fail(
+    answers: dict[Key, Claim | Decided | BaseException], jobs: Mapping[UUID, list[UUID]], exc: Exception
+) -> None:
+    for org, ids in jobs.items():
+        for message_id in ids:
+            answers[(org, message_id)] = exc
 
 
 def _by_organization(keys: Sequence[Key]) -> dict[UUID, list[UUID]]:

@@ -188,3 +188,34 @@ def test_a_job_naming_another_organization_claims_nothing_in_a_shared_batch(engi
     assert wrong == Decided("skipped")
     assert isinstance(claim_a, Claim) and isinstance(claim_b, Claim)
     assert b.message(mine_b.message_id)["attempts"] == 1
+
+
+def test_a_failed_part_of_a_batch_fails_its_own_jobs_and_the_claims_committed_beside_it_go_on(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked, batched = make_tenant(engine), make_tenant(engine)
+    mine_checked, mine_batched = queue(checked), queue(batched)
+    store = PostgresSendStore(engine, RecordingPublisher(), apply_pending_statuses)
+    # The first organization's plan is due to be checked (a transaction of its own); the second's
+    # allowed a moment ago, so it goes in the batch's shared statement, which fails here.
+    monkeypatch.setattr(store._billing, "allowed_recently", lambda org: org == batched.organization_id)
+
+    def broken(_wanted: object) -> object:
+        raise RuntimeError("the shared statement failed")
+
+    monkeypatch.setattr(store, "_claim_batched", broken)
+
+    async def run() -> list[object]:
+        return list(
+            await asyncio.gather(
+                store.claim(checked.organization_id, mine_checked.message_id),
+                store.claim(batched.organization_id, mine_batched.message_id),
+                return_exceptions=True,
+            )
+        )
+
+    claim, failure = asyncio.run(run())
+    assert isinstance(claim, Claim) and claim.attempt == 1
+    assert isinstance(failure, RuntimeError)
+    assert checked.message(mine_checked.message_id)["status"] == "sending"
+    assert batched.message(mine_batched.message_id)["status"] == "queued"
