@@ -136,7 +136,10 @@ def build_stack() -> Stack:
     redis = PrivateRedis(root)
     redis.start()
     media_dir = root / "media"
-    media_is_tmpfs = try_tmpfs(media_dir, "4m")
+    # Room for every file the media phase stores (a few thousand of 1-5 KB, a page or two each):
+    # at 4 MB the phase's own downloads could fill it before the fault did, and nothing would
+    # free it afterwards. The fault's filler takes whatever is left.
+    media_is_tmpfs = try_tmpfs(media_dir, "64m")
     port, fake_port = free_port(), free_port()
     ingress_url, fake_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{fake_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "RABBITMQ_", "REDIS_"))}
