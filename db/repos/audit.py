@@ -111,14 +111,3 @@ def record_send_outcomes(conn: Connection, organization_id: UUID, outcomes: Sequ
     conn.exec_driver_sql(
         _APPEND_SEND_OUTCOMES, {"org": str(organization_id), "outcomes": orjson.dumps(rows).decode()}
     )
-
-
-# For the send path's one-round-trip `UnitOfWork.pipeline([..., (SENT_EVENT, params)])` after its
-# `record_sent` statement (same `id`, `attempt`, `wamid` parameters): appends `message.sent` only when that
-# attempt really stored the wamid, so a late duplicate job records nothing.
-SENT_EVENT: Final = (
-    "INSERT INTO event_store (organization_id, aggregate_type, aggregate_id, event_type, payload) "
-    "SELECT m.organization_id, 'message', m.id::text, 'message.sent', "
-    "jsonb_build_object('attempt', %(attempt)s::int, 'wamid', %(wamid)s::text) "
-    "FROM messages m WHERE m.id = %(id)s::uuid AND m.wamid = %(wamid)s AND m.attempts = %(attempt)s::int"
-)

@@ -92,27 +92,14 @@ class PostgresSendStore:
         # Each transaction's failure goes to its own jobs only: another part of the batch may
         # have committed its claims already, and those jobs must go on to send.
         answers: dict[Key, Claim | Decided | BaseException] = {}
-        scoped = [org for org in wanted if self._billing.allowed_recently(org)]
-        for org in wanted:
+        scoped = {org: ids for org, ids in wanted.items() if self._billing.allowed_recently(org)}
+        for org, ids in wanted.items():
             if org not in scoped:  # every few seconds per organization: its plan is checked
-                _answer(answers, {org: wanted[org]}, self._claim_org, org, wanted[org])
+                _answer(answers, {org: ids}, self._claim_org, org, ids)
         if scoped:
-            part = {org: wanted[org] for org in scoped}
-            claimed: Mapping[Key, repo.Claimed] = {}
-            try:
-                claimed = _retrying(self._claim_batched, part)
-            except Exception as exc:
-                _fail(answers, part, exc)
-            left: dict[UUID, list[UUID]] = {}
-            for org in scoped:
-                for message_id in wanted[org]:
-                    if (org, message_id) in answers:
-                        continue
-                    row = claimed.get((org, message_id))
-                    if row is None:
-                        left.setdefault(org, []).append(message_id)
-                    else:
-                        answers[(org, message_id)] = Claim(row.attempt, row.payload, row.created_at)
+            _answer(answers, scoped, self._claim_batched, scoped)
+            left = {org: [i for i in ids if (org, i) not in answers] for org, ids in scoped.items()}
+            left = {org: ids for org, ids in left.items() if ids}
             if left:
                 _answer(answers, left, self._settle_unclaimed, left)
         out: list[Claim | Decided | BaseException] = []
@@ -124,14 +111,17 @@ class PostgresSendStore:
             seen.add(key)
         return out
 
-    def _claim_batched(self, wanted: Mapping[UUID, list[UUID]]) -> dict[Key, repo.Claimed]:
+    def _claim_batched(self, wanted: Mapping[UUID, list[UUID]]) -> dict[Key, Claim]:
         """The claims of organizations whose plan allowed sends a moment ago: one statement under
         the send batch's scope, one transaction, one round trip (a deadlock victim or a dropped
-        connection is rolled back whole, so it is tried again whole)."""
+        connection is rolled back whole, so it is tried again whole). The messages not claimed
+        are left out."""
         jobs = [(org, message_id) for org, ids in wanted.items() for message_id in ids]
         with UnitOfWork(self._engine, send_batch=list(wanted), custom_plans=True) as uow:
             [rows] = uow.pipeline([repo.claim_queued(jobs)], commit=True)
-        return repo.claimed(rows)
+        return {
+            key: Claim(row.attempt, row.payload, row.created_at) for key, row in repo.claimed(rows).items()
+        }
 
     def _claim_org(self, org: UUID, ids: list[UUID]) -> dict[Key, Claim | Decided]:
         """One organization's claims after its plan is checked, in one transaction."""

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db import tables as t
-from db.repos import audit
+from db.repos import audit, outbound
 from db.uow import UnitOfWork
 from devkit.tenants import Tenant, make_tenant
 
@@ -54,18 +54,20 @@ def test_the_event_store_is_append_only(engine: Engine, owner_engine: Engine, te
     assert _events(engine, tenant.organization_id, marker) == [("test.written", {"n": 1})]
 
 
-def _sent_message(tenant: Tenant, wamid: str) -> uuid.UUID:
+def _sending_message(tenant: Tenant) -> uuid.UUID:
     contact_id, conversation_id, message_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     org = tenant.organization_id
     with UnitOfWork(tenant.engine, organization_id=org) as uow:
-        uow.conn.execute(sa.insert(t.contacts).values(id=contact_id, organization_id=org, wa_id=wamid[-12:]))
+        uow.conn.execute(
+            sa.insert(t.contacts).values(id=contact_id, organization_id=org, wa_id=uuid.uuid4().hex[:12])
+        )
         uow.conn.execute(
             sa.insert(t.conversations).values(id=conversation_id, organization_id=org, contact_id=contact_id)
         )
         uow.conn.execute(
             sa.insert(t.messages).values(
                 id=message_id, organization_id=org, conversation_id=conversation_id, contact_id=contact_id,
-                wamid=wamid, direction="outbound", type="text", status="sent", attempts=2, raw={},
+                direction="outbound", type="text", status="sending", attempts=2, raw={},
             )
         )  # fmt: skip
         uow.commit()
@@ -74,11 +76,14 @@ def _sent_message(tenant: Tenant, wamid: str) -> uuid.UUID:
 
 def test_send_outcomes_are_appended_with_their_transaction(engine: Engine, tenant: Tenant) -> None:
     wamid = f"wamid.{uuid.uuid4().hex}"
-    message_id = _sent_message(tenant, wamid)
-    with UnitOfWork(engine, organization_id=tenant.organization_id) as work:
-        work.pipeline([(audit.SENT_EVENT, {"id": message_id, "attempt": 2, "wamid": wamid})])
+    message_id = _sending_message(tenant)
+    org = tenant.organization_id
+    with UnitOfWork(engine, send_batch=[org]) as work:
         # A stale attempt number appends nothing: only the attempt that stored the wamid is told.
-        work.pipeline([(audit.SENT_EVENT, {"id": message_id, "attempt": 1, "wamid": wamid})], commit=True)
+        work.pipeline([outbound.record_sent([outbound.SentRecord(org, message_id, 1, wamid)])])
+        work.pipeline([outbound.record_sent([outbound.SentRecord(org, message_id, 2, wamid)])])
+        # Stored already: a late duplicate of the same attempt appends nothing either.
+        work.pipeline([outbound.record_sent([outbound.SentRecord(org, message_id, 2, wamid)])], commit=True)
     with UnitOfWork(engine, organization_id=tenant.organization_id) as uow:
         audit.record_send_outcome(
             uow.conn, tenant.organization_id, message_id, "failed", attempt=3, error_code=131026,
