@@ -95,7 +95,7 @@ def main() -> None:
     from devkit.processes import queue_depth
     from devkit.services import rabbitmq_vhost
     from services.publisher import BrokerJobPublisher
-    from workers.consumer import QueuedAckRabbitmqBroker
+    from workers.consumer import GatheredAckRabbitmqBroker
 
     with rabbitmq_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")) as amqp:
         os.environ.update(
@@ -111,7 +111,7 @@ def main() -> None:
                 uow.commit()
             _seed(engine, "bench_dlq", org, args.letters)
             _seed(engine, "bench_dlq_capped", org, args.capped_letters)
-            broker = QueuedAckRabbitmqBroker(url=amqp, confirm_delivery=True, middleware=[])
+            broker = GatheredAckRabbitmqBroker(url=amqp, confirm_delivery=True, middleware=[])
             publisher = BrokerJobPublisher(broker)
             before = _ceiling(engine, publisher, "bench_dlq", "bench_dlq_ceiling")
             run = _redrive(engine, publisher, "bench_dlq", None)

@@ -17,7 +17,7 @@ from domain.deadletters import DeadLetterFilter, Scope
 from services import deadletters as dl
 from services.publisher import BrokerJobPublisher
 from workers import resources
-from workers.consumer import QueuedAckRabbitmqBroker
+from workers.consumer import GatheredAckRabbitmqBroker
 from workers.deadletters import DeadLetterRecorder
 from workers.resources import ResourcesMiddleware
 from workers.retries import FleetRetries
@@ -35,7 +35,7 @@ class Fleet:
             max_retries=max_retries, min_backoff=10, max_backoff=40, outage_max_backoff=80,
             outage_hold=outage_hold,
         )  # fmt: skip
-        self.broker = QueuedAckRabbitmqBroker(
+        self.broker = GatheredAckRabbitmqBroker(
             url=settings.rabbitmq_url,
             confirm_delivery=True,
             middleware=[

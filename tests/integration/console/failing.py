@@ -15,7 +15,7 @@ from domain.errors import PermanentError
 from domain.ports import Job
 from services.publisher import BrokerJobPublisher
 from workers import resources
-from workers.consumer import QueuedAckRabbitmqBroker
+from workers.consumer import GatheredAckRabbitmqBroker
 from workers.deadletters import DeadLetterRecorder
 from workers.resources import ResourcesMiddleware
 from workers.retries import FleetRetries
@@ -29,7 +29,7 @@ class FailingJob:
     def __init__(self, settings: Settings) -> None:
         self.queue = f"console_{uuid.uuid4().hex[:10]}"
         self.actor_name = f"{self.queue}_import_order"
-        self.broker = QueuedAckRabbitmqBroker(
+        self.broker = GatheredAckRabbitmqBroker(
             url=settings.rabbitmq_url,
             confirm_delivery=True,
             middleware=[

@@ -21,7 +21,7 @@ from services import fleet_counters, queue_traffic
 from services.fleet_counters import FleetCounters
 from services.queue_stats import queue_depths
 from services.queue_traffic import QueueTraffic
-from workers.consumer import QueuedAckRabbitmqBroker
+from workers.consumer import GatheredAckRabbitmqBroker
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def test_a_broker_counts_what_it_publishes_and_what_its_worker_acks(
     settings: Settings, redis_client: Redis, namespace: str
 ) -> None:
     counters = FleetCounters(redis_client, namespace, interval=0.1)
-    broker = QueuedAckRabbitmqBroker(
+    broker = GatheredAckRabbitmqBroker(
         url=settings.rabbitmq_url, confirm_delivery=True, middleware=[QueueTraffic(counters)]
     )
     queue = f"traffic_{uuid.uuid4().hex[:8]}"

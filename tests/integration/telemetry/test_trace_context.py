@@ -19,7 +19,7 @@ from db.uow import UnitOfWork
 from ingress.message import encode_message
 from services.telemetry import tracing
 from services.telemetry.dramatiq_context import TraceContext
-from workers.consumer import QueuedAckRabbitmqBroker
+from workers.consumer import GatheredAckRabbitmqBroker
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def _run(broker: dramatiq.Broker, done: threading.Event) -> None:
 def test_publish_consume_and_commit_share_one_trace(
     settings: Settings, engine: Engine, spans: InMemorySpanExporter
 ) -> None:
-    broker = QueuedAckRabbitmqBroker(
+    broker = GatheredAckRabbitmqBroker(
         url=settings.rabbitmq_url, confirm_delivery=True, middleware=[TraceContext()]
     )
     queue = f"trace_{uuid.uuid4().hex[:8]}"
@@ -76,7 +76,7 @@ def test_publish_consume_and_commit_share_one_trace(
 
 def test_the_ingress_wire_format_carries_the_context(settings: Settings, spans: InMemorySpanExporter) -> None:
     """The webhook path encodes messages itself (no Dramatiq on the event loop): same options key."""
-    broker = QueuedAckRabbitmqBroker(
+    broker = GatheredAckRabbitmqBroker(
         url=settings.rabbitmq_url, confirm_delivery=True, middleware=[TraceContext()]
     )
     queue = f"trace_{uuid.uuid4().hex[:8]}"
