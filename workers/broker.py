@@ -23,8 +23,9 @@ from config import Settings, get_settings
 from services import fleet_counters
 from services.queue_traffic import QueueTraffic
 from services.telemetry.dramatiq_context import TraceContext
-from workers.consumer import QueuedAckRabbitmqBroker
+from workers.consumer import GatheredAckRabbitmqBroker
 from workers.deadletters import DeadLetterRecorder
+from workers.encoder import OrjsonDecodingEncoder
 from workers.metrics import GroupPrometheus, QueueWait
 from workers.resources import ResourcesMiddleware
 from workers.retries import FleetRetries
@@ -69,10 +70,11 @@ def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
         ),
         ResourcesMiddleware(),
     ]
-    return QueuedAckRabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=middleware)
+    return GatheredAckRabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, middleware=middleware)
 
 
 def setup_broker(settings: Settings | None = None) -> RabbitmqBroker:
     broker = build_broker(settings)
+    dramatiq.set_encoder(OrjsonDecodingEncoder())
     dramatiq.set_broker(broker)
     return broker
