@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +48,53 @@ MESSAGE_SECONDS = Histogram(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _ActorMetrics:
+    """One queue and actor's children of the middleware's metrics, looked up once."""
+
+    inprogress: Any
+    delayed: Any
+    seconds: Any
+    total: Any
+    errored: Any
+
+
 class GroupPrometheus(Prometheus):
     """Dramatiq's middleware metrics, exposed by `serve_group_metrics` instead of Dramatiq's server,
-    with the processing time in seconds (`dramatiq_message_duration_seconds`) instead of milliseconds."""
+    with the processing time in seconds (`dramatiq_message_duration_seconds`) instead of milliseconds.
+
+    Each queue and actor's labelled children are looked up once: `labels()` takes a lock and builds
+    a key on every call, five times a message, which was a fifth of a worker thread's time."""
 
     def __init__(self) -> None:
         super().__init__()
         self._started: dict[str, float] = {}
+        self._metrics: dict[tuple[str, str], _ActorMetrics] = {}
 
     @property
     def forks(self) -> list[Callable[[], int]]:
         return [serve_group_metrics]
 
+    def _of(self, message: MessageProxy) -> _ActorMetrics:
+        labels = (message.queue_name, message.actor_name)
+        found = self._metrics.get(labels)
+        if found is None:
+            found = self._metrics[labels] = _ActorMetrics(
+                inprogress=self.inprogress_messages.labels(*labels),
+                delayed=self.inprogress_delayed_messages.labels(*labels),
+                seconds=MESSAGE_SECONDS.labels(*labels),
+                total=self.total_messages.labels(*labels),
+                errored=self.total_errored_messages.labels(*labels),
+            )
+        return found
+
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        super().before_process_message(broker, message)  # type: ignore[no-untyped-call]
+        # Dramatiq's own bookkeeping, with the children looked up once.
+        metrics = self._of(message)
+        if message.message_id in self.delayed_messages:
+            self.delayed_messages.discard(message.message_id)
+            metrics.delayed.dec()
+        metrics.inprogress.inc()
         self._started[message.message_id] = time.perf_counter()
 
     def after_process_message(
@@ -72,15 +106,14 @@ class GroupPrometheus(Prometheus):
         exception: BaseException | None = None,
     ) -> None:
         # Dramatiq's own bookkeeping, less its milliseconds histogram.
-        labels = (message.queue_name, message.actor_name)
-        self.message_start_times.pop(message.message_id, None)
+        metrics = self._of(message)
         started = self._started.pop(message.message_id, None)
         if started is not None:
-            MESSAGE_SECONDS.labels(*labels).observe(time.perf_counter() - started)
-        self.inprogress_messages.labels(*labels).dec()
-        self.total_messages.labels(*labels).inc()
+            metrics.seconds.observe(time.perf_counter() - started)
+        metrics.inprogress.dec()
+        metrics.total.inc()
         if exception is not None:
-            self.total_errored_messages.labels(*labels).inc()
+            metrics.errored.inc()
 
     after_skip_message = after_process_message
 
