@@ -10,14 +10,7 @@ import os
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.middleware import (
-    AgeLimit,
-    Callbacks,
-    CurrentMessage,
-    Pipelines,
-    ShutdownNotifications,
-    TimeLimit,
-)
+from dramatiq.middleware import AgeLimit, CurrentMessage, ShutdownNotifications, TimeLimit
 
 from config import Settings, get_settings
 from services import fleet_counters
@@ -53,8 +46,8 @@ def build_broker(settings: Settings | None = None) -> RabbitmqBroker:
         AgeLimit(),
         TimeLimit(time_limit=TIME_LIMIT_MS),
         ShutdownNotifications(),
-        Callbacks(),
-        Pipelines(),
+        # No Callbacks or Pipelines: no actor chains another, and Pipelines alone imported a
+        # module on every message processed.
         CurrentMessage(),
         # Dramatiq runs after_* hooks in reverse order: the recorder must sit before Retries so it
         # sees the message after Retries has decided whether it failed for good.
