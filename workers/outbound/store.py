@@ -282,15 +282,7 @@ def _answer(
     try:
         answers.update(_retrying(run, *args))
     except Exception as exc:
-        _fail(answers, jobs, exc)
-
-
-def _fail(
-    answers: dict[Key, Claim | Decided | BaseException], jobs: Mapping[UUID, list[UUID]], exc: Exception
-) -> None:
-    for org, ids in jobs.items():
-        for message_id in ids:
-            answers[(org, message_id)] = exc
+        answers.update({(org, message_id): exc for org, ids in jobs.items() for message_id in ids})
 
 
 def _by_organization(keys: Sequence[Key]) -> dict[UUID, list[UUID]]:
