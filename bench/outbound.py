@@ -14,12 +14,17 @@ but written in batches of 100 straight to Postgres and published from this proce
 per second: the API's own per-request cost is not what is measured here. Prints JSON with:
 - sends_per_s: messages sent / (last sent_at - first sent_at);
 - latency_ms: queued (row created, job published right after) to sent (wamid recorded), p50/p99;
-- per_number_per_s: each number's sends / its own send span (min, max over the numbers);
+- per_number_per_s: each number's sends / its own send span (min, max over the numbers); a cold
+  number may first take a burst of a second's sends (`PACING_BURST_SECONDS`), so over a short run
+  this reads above the rate; per_number_steady_per_s counts from 2 s after each number's first send;
 - ceiling_per_s: an aiohttp client posting to the same fake at the same latency with
   `--ceiling-in-flight` requests in flight (not the fleet's thread count), no queue, no database,
   no pacing: the most this machine sends; ratio = sends_per_s / min(ceiling, numbers * mps);
-- cpu_us_per_send of the worker processes, Postgres (the machine's server: other clients count
-  too), Redis and the fake, over the fleet's run; the fake's own per request over the ceiling's;
+- cpu_us_per_send of the worker processes, Postgres and RabbitMQ (the machine's servers: other
+  clients count too), Redis and the fake, over the fleet's run, and their total; cpu_bound_per_s,
+  the cores' CPU over that total: the most this machine serves at this CPU per send; the fake's
+  own per request over the ceiling's; `--ceiling-client httpx` measures httpx's async client
+  instead of aiohttp (its pool is its own bottleneck: a comparison, not the machine's ceiling);
 - worker_rss_mb: per worker process, the peak (high-water mark) and the first and last samples;
 - duplicates (the fake's log, by biz_opaque_callback_data) and lost (rows not `sent`), both 0.
 """
@@ -46,6 +51,7 @@ from bench.history import bench_database_url, create_tenants, seed_history
 from bench.paced_load import percentile
 
 BATCH = 100
+STEADY_AFTER_S = 2.0
 # This run's messages, not the seeded history.
 _MINE = "text LIKE 'bench %'"
 
@@ -191,6 +197,18 @@ def _results(engine: Any) -> dict[str, Any]:
                 f"FROM messages WHERE {_MINE} AND status = 'sent' GROUP BY phone_number_id"
             )
         ).all()
+        # Past the burst a cold number may take at once (`mps × PACING_BURST_SECONDS`, one second
+        # by default): the rate the pacer holds it to.
+        steady = conn.execute(
+            sa.text(
+                "WITH s AS (SELECT phone_number_id, sent_at, "
+                "min(sent_at) OVER (PARTITION BY phone_number_id) AS first FROM messages "
+                f"WHERE {_MINE} AND status = 'sent') "
+                "SELECT count(*), extract(epoch FROM max(sent_at) - min(sent_at)) FROM s "
+                "WHERE sent_at >= first + make_interval(secs => :skip) GROUP BY phone_number_id"
+            ),
+            {"skip": STEADY_AFTER_S},
+        ).all()
         timeline = [
             int(r[1])
             for r in conn.execute(
@@ -201,9 +219,13 @@ def _results(engine: Any) -> dict[str, Any]:
             )
         ]
     rates = [int(n) / float(span) for _, n, span in spans if span]
+    steady_rates = [int(n) / float(span) for n, span in steady if span]
     sent = int(statuses.get("sent", 0))
     return {
         "per_number_per_s": {"min": round(min(rates), 1), "max": round(max(rates), 1)} if rates else None,
+        "per_number_steady_per_s": (
+            {"min": round(min(steady_rates), 1), "max": round(max(steady_rates), 1)} if steady_rates else None
+        ),
         "statuses": statuses,
         "sent_per_second": timeline,
         "sent": sent,
@@ -218,7 +240,7 @@ def _results(engine: Any) -> dict[str, Any]:
 
 
 class _Cpu:
-    """CPU seconds of the worker processes, Postgres, Redis and the fake since `start`."""
+    """CPU seconds of the worker processes, Postgres, Redis, the fake and RabbitMQ since `start`."""
 
     def __init__(self, worker_pid: int | None, fake_pid: int, client: redis.Redis) -> None:
         self._worker, self._fake, self._redis = worker_pid, fake_pid, client
@@ -233,6 +255,7 @@ class _Cpu:
             "postgres": procstat.postgres_cpu(),
             "redis": procstat.redis_cpu(self._redis),
             "fake": procstat.cpu_seconds(self._fake),
+            "rabbitmq": {p: procstat.cpu_seconds(p) for p in procstat.named("beam.smp")},
         }
 
     def per(self, count: int) -> dict[str, int]:
@@ -244,12 +267,14 @@ class _Cpu:
         def us(seconds: float) -> int:
             return round(seconds / max(1, count) * 1e6)
 
-        return {
+        spent = {
             "workers": us(grown("workers")),
             "postgres": us(grown("postgres")),
             "redis": us(now["redis"] - then["redis"]),
             "fake": us(now["fake"] - then["fake"]),
+            "rabbitmq": us(grown("rabbitmq")),
         }
+        return {**spent, "total": sum(spent.values())}
 
 
 def _outcomes(worker: Any) -> dict[str, dict[str, float]]:
@@ -287,6 +312,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=256, help="per process: the sends it has in flight")
     parser.add_argument("--ceiling-requests", type=int, default=10_000)
     parser.add_argument("--ceiling-in-flight", type=int, default=512)
+    parser.add_argument(
+        "--ceiling-client",
+        choices=["aiohttp", "httpx"],
+        default="aiohttp",
+        help="httpx's async pool limits itself; aiohttp's ceiling is the machine's",
+    )
     parser.add_argument("--history", type=int, default=2_000, help="messages already stored per tenant")
     parser.add_argument(
         "--backlog", action="store_true", help="queue every message before starting the workers"
@@ -365,10 +396,16 @@ def main() -> None:
             report["lost"] = args.messages - report["sent"]
             report["worker_counters"] = outcomes
             report["cpu_us_per_send"] = cpu_per_send
+            # What this run's CPU per send, every process's, allows on this machine's cores.
+            report["cpu_bound_per_s"] = round((os.cpu_count() or 1) * 1e6 / max(1, cpu_per_send["total"]), 1)
             report["worker_rss_mb"] = worker_rss
             fake_before = procstat.cpu_seconds(fake_pid)
             measured = graph_ceiling(
-                fake_url, args.ceiling_requests, args.ceiling_in_flight, numbers=args.numbers
+                fake_url,
+                args.ceiling_requests,
+                args.ceiling_in_flight,
+                numbers=args.numbers,
+                library=args.ceiling_client,
             )
             ceiling = measured.per_s
             fake_us = (procstat.cpu_seconds(fake_pid) - fake_before) / args.ceiling_requests * 1e6
