@@ -197,8 +197,8 @@ def _results(engine: Any) -> dict[str, Any]:
                 f"FROM messages WHERE {_MINE} AND status = 'sent' GROUP BY phone_number_id"
             )
         ).all()
-        # Past the burst a cold number may take at once (`mps × PACING_BURST_SECONDS`, one second
-        # by default): the rate the pacer holds it to.
+        # From 2 s after each number's first send: a cold number may take a burst at once
+        # (`mps × PACING_BURST_SECONDS`), which over a short run is a share of its whole span.
         steady = conn.execute(
             sa.text(
                 "WITH s AS (SELECT phone_number_id, sent_at, "
