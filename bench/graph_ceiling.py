@@ -52,7 +52,7 @@ def graph_ceiling(
 ) -> Ceiling:
     """Post `total` messages over `numbers` phone number ids (`<prefix>-pn-<n>`); each carries
     `biz_opaque_callback_data` `<prefix>-<i>`, so the fake's log tells them from the fleet's."""
-    run = _run_httpx if library == "httpx" else _run_aiohttp
+    run = _RUNS[library]
     return Ceiling(asyncio.run(run(url, total, in_flight, numbers, prefix)), total, in_flight, library)
 
 
@@ -113,3 +113,9 @@ async def _run_httpx(url: str, total: int, in_flight: int, numbers: int, prefix:
                         continue
 
         return await _timed(total, in_flight, worker)
+
+
+_RUNS: dict[str, Callable[[str, int, int, int, str], Awaitable[float]]] = {
+    "aiohttp": _run_aiohttp,
+    "httpx": _run_httpx,
+}

@@ -191,21 +191,17 @@ def _results(engine: Any) -> dict[str, Any]:
                 )
             )
         ]
-        spans = conn.execute(
+        # Each number's rate over its whole span, and from 2 s after its first send: a cold number
+        # may take a burst at once (`mps × PACING_BURST_SECONDS`), a share of a short run's span.
+        per_number = conn.execute(
             sa.text(
-                "SELECT phone_number_id, count(*), extract(epoch FROM max(sent_at) - min(sent_at)) "
-                f"FROM messages WHERE {_MINE} AND status = 'sent' GROUP BY phone_number_id"
-            )
-        ).all()
-        # From 2 s after each number's first send: a cold number may take a burst at once
-        # (`mps × PACING_BURST_SECONDS`), which over a short run is a share of its whole span.
-        steady = conn.execute(
-            sa.text(
-                "WITH s AS (SELECT phone_number_id, sent_at, "
-                "min(sent_at) OVER (PARTITION BY phone_number_id) AS first FROM messages "
-                f"WHERE {_MINE} AND status = 'sent') "
-                "SELECT count(*), extract(epoch FROM max(sent_at) - min(sent_at)) FROM s "
-                "WHERE sent_at >= first + make_interval(secs => :skip) GROUP BY phone_number_id"
+                "WITH s AS (SELECT phone_number_id, sent_at, sent_at >= min(sent_at) "
+                "OVER (PARTITION BY phone_number_id) + make_interval(secs => :skip) AS steady "
+                f"FROM messages WHERE {_MINE} AND status = 'sent') "
+                "SELECT count(*), extract(epoch FROM max(sent_at) - min(sent_at)), "
+                "count(*) FILTER (WHERE steady), "
+                "extract(epoch FROM max(sent_at) - min(sent_at) FILTER (WHERE steady)) "
+                "FROM s GROUP BY phone_number_id"
             ),
             {"skip": STEADY_AFTER_S},
         ).all()
@@ -218,14 +214,10 @@ def _results(engine: Any) -> dict[str, Any]:
                 )
             )
         ]
-    rates = [int(n) / float(span) for _, n, span in spans if span]
-    steady_rates = [int(n) / float(span) for n, span in steady if span]
     sent = int(statuses.get("sent", 0))
     return {
-        "per_number_per_s": {"min": round(min(rates), 1), "max": round(max(rates), 1)} if rates else None,
-        "per_number_steady_per_s": (
-            {"min": round(min(steady_rates), 1), "max": round(max(steady_rates), 1)} if steady_rates else None
-        ),
+        "per_number_per_s": _spread([(r[0], r[1]) for r in per_number]),
+        "per_number_steady_per_s": _spread([(r[2], r[3]) for r in per_number]),
         "statuses": statuses,
         "sent_per_second": timeline,
         "sent": sent,
@@ -237,6 +229,12 @@ def _results(engine: Any) -> dict[str, Any]:
             "max": round(max(latency), 1) if latency else None,
         },
     }
+
+
+def _spread(counts_and_spans: list[tuple[Any, Any]]) -> dict[str, float] | None:
+    """The lowest and highest of the numbers' rates (sends over seconds)."""
+    rates = [int(n) / float(span) for n, span in counts_and_spans if span]
+    return {"min": round(min(rates), 1), "max": round(max(rates), 1)} if rates else None
 
 
 class _Cpu:
